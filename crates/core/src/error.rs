@@ -1,0 +1,129 @@
+//! Python's HTML error page.
+
+use crate::PageBody;
+use askama::Template;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+
+/// Python's `send_error` page (3.11–3.13 layout): code, message and explanation, with
+/// message and explanation escaped like Python's `html.escape(s, quote=False)`.
+#[derive(Debug, Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    code: u16,
+    message: &'a str,
+    explain: &'a str,
+}
+
+impl<'a> ErrorPage<'a> {
+    /// A page for `status` with Python's explanation of that status.
+    pub fn new(status: StatusCode, message: &'a str) -> Self {
+        Self {
+            code: status.as_u16(),
+            message,
+            explain: explanation(status),
+        }
+    }
+
+    /// Renders the page, escaping the message (it may reflect request data).
+    pub fn render_html(&self) -> String {
+        let message = html_escape::encode_text(self.message);
+        let explain = html_escape::encode_text(self.explain);
+        let escaped = ErrorPage {
+            code: self.code,
+            message: &message,
+            explain: &explain,
+        };
+        // Rendering a template of plain strings into a String cannot fail.
+        escaped.render().unwrap_or_default()
+    }
+}
+
+/// The response Python's `send_error(status, message)` gives: the HTML page with
+/// `Content-Type: text/html;charset=utf-8` and its `Content-Length`; a `HEAD` request
+/// gets the same headers and no body.
+pub fn error_response(status: StatusCode, message: &str, method: &Method) -> Response<PageBody> {
+    let html = ErrorPage::new(status, message).render_html();
+    let len = html.len();
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(html)
+    };
+    let mut res = Response::new(PageBody::new(body));
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html;charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    res
+}
+
+/// Python's `HTTPStatus.description` for a status (`???` where Python has none).
+pub fn explanation(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Bad request syntax or unsupported method",
+        403 => "Request forbidden -- authorization will not help",
+        404 => "Nothing matches the given URI",
+        405 => "Specified method is invalid for this resource",
+        408 => "Request timed out; try again later",
+        411 => "Client must specify Content-Length",
+        412 => "Precondition in headers is false",
+        413 => "Entity is too large",
+        414 => "URI is too long",
+        416 => "Cannot satisfy request range",
+        417 => "Expect condition could not be satisfied",
+        431 => {
+            "The server is unwilling to process the request because its header fields are too large"
+        }
+        500 => "Server got itself in trouble",
+        501 => "Server does not support this operation",
+        502 => "Invalid responses from another server/proxy",
+        503 => "The server cannot process the request due to a high load",
+        504 => "The gateway server did not receive a timely response",
+        505 => "Cannot fulfill request",
+        _ => "???",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn page_is_byte_identical_to_python_3_11() {
+        // python3 -m http.server, GET /missing → 335 bytes.
+        let expected = "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        <p>Error code: 404</p>\n        <p>Message: File not found.</p>\n        <p>Error code explanation: 404 - Nothing matches the given URI.</p>\n    </body>\n</html>\n";
+        let html = ErrorPage::new(StatusCode::NOT_FOUND, "File not found").render_html();
+        assert_eq!(html, expected);
+        assert_eq!(html.len(), 335);
+    }
+
+    #[test]
+    fn message_is_escaped_like_html_escape_quote_false() {
+        let html = ErrorPage::new(StatusCode::NOT_IMPLEMENTED, "Unsupported method ('<x>\"&')").render_html();
+        assert!(html.contains("<p>Message: Unsupported method ('&lt;x&gt;\"&amp;').</p>"));
+    }
+
+    #[test]
+    fn head_keeps_length_but_no_body() {
+        let res = error_response(StatusCode::NOT_FOUND, "File not found", &Method::HEAD);
+        assert_eq!(res.headers()[header::CONTENT_LENGTH], "335");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/html;charset=utf-8");
+        let body = block_on_ready(res.into_body().collect()).unwrap();
+        assert!(body.to_bytes().is_empty());
+    }
+
+    /// Polls a future that is ready at once (a `Full` body never waits).
+    fn block_on_ready<F: std::future::Future>(fut: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut fut = std::pin::pin!(fut);
+        match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("a Full body is always ready"),
+        }
+    }
+}

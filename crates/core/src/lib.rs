@@ -1,0 +1,39 @@
+//! Shared pieces of the httpserve layers: Python's `translate_path`, a filesystem
+//! lookup that every layer of a request shares, and Python's HTML error page.
+//!
+//! ```
+//! use httpserve_core::{error_response, translate_path};
+//! use http::{Method, StatusCode};
+//! use std::path::Path;
+//!
+//! // `..` never leaves the root, and `.`/empty segments vanish, as in Python.
+//! let t = translate_path(Path::new("/srv"), "/a/./../../etc/%70asswd").unwrap();
+//! assert_eq!(t.fs_path, Path::new("/srv/etc/passwd"));
+//! assert!(!t.trailing_slash);
+//!
+//! // Python's error page, with its `text/html;charset=utf-8` type.
+//! let res = error_response(StatusCode::NOT_FOUND, "File not found", &Method::GET);
+//! assert_eq!(res.status(), StatusCode::NOT_FOUND);
+//! assert_eq!(res.headers()["content-length"], "335");
+//! ```
+//!
+//! The layers built on this crate never look a path up twice: the first one that needs
+//! the filesystem calls [`Resolved::lookup`], which opens the path once and stores the
+//! open file and its metadata in the request's extensions for every later layer.
+
+mod error;
+mod path;
+mod resolve;
+
+pub use error::{ErrorPage, error_response, explanation};
+pub use path::{TranslatedPath, python_quote, safe_redirect_path, translate_path};
+pub use resolve::{Entry, Resolved};
+
+/// The body of responses the httpserve layers build themselves (error pages,
+/// redirects, listings).
+pub type PageBody = http_body_util::Full<bytes::Bytes>;
+
+/// Whether a method is one that the static layers answer (`GET` or `HEAD`).
+pub fn is_get_or_head(method: &http::Method) -> bool {
+    method == http::Method::GET || method == http::Method::HEAD
+}
