@@ -1,1 +1,264 @@
-//! placeholder
+//! Serves file bytes from a directory: `Content-Type`, `Content-Length`,
+//! `Last-Modified`, a strong `ETag`, single byte ranges, `HEAD`.
+//!
+//! ```
+//! use httpserve_files::ServeFiles;
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let dir = tempfile::tempdir().unwrap();
+//! std::fs::write(dir.path().join("hello.txt"), "hello").unwrap();
+//!
+//! let files = ServeFiles::new(dir.path());
+//! let res = files.oneshot(Request::get("/hello.txt").body(()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.headers()["content-type"], "text/plain");
+//! assert_eq!(res.headers()["content-length"], "5");
+//! # }
+//! ```
+//!
+//! It is the innermost service of httpserve's stack and differs from tower-http's
+//! `ServeDir` on purpose: it maps paths as Python does (`/sub/../f` is `/f`), reuses the
+//! open file an outer layer already looked up ([`httpserve_core::Resolved`]) instead of
+//! opening the path again, opens on the calling thread instead of a blocking-pool round
+//! trip, and answers with Python's HTML error pages. Conditional requests are left to
+//! `httpserve-conditional`, which works on any response carrying `Last-Modified`/`ETag`.
+
+mod body;
+
+pub use body::FileBody;
+
+use headers::{HeaderMapExt, IfRange, LastModified, Range};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Either;
+use httpserve_core::{Entry, PageBody, Resolved, error_response};
+use std::convert::Infallible;
+use std::fs::Metadata;
+use std::future::{Ready, ready};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::UNIX_EPOCH;
+
+/// The body of a [`ServeFiles`] response: file bytes, or an HTML error page.
+pub type ResponseBody = Either<FileBody, PageBody>;
+
+/// The future of [`ServeFiles`]: the decision is made in `call`, so it is always ready.
+pub type ResponseFuture = Ready<Result<Response<ResponseBody>, Infallible>>;
+
+/// A service that serves the regular files below a root directory.
+///
+/// Anything other than `GET` and `HEAD` gets Python's `501 Unsupported method`;
+/// directories, missing and unreadable paths get `404 File not found`.
+#[derive(Debug, Clone)]
+pub struct ServeFiles {
+    root: Arc<Path>,
+}
+
+impl ServeFiles {
+    /// Serves the files below `root`.
+    pub fn new(root: impl AsRef<Path>) -> Self {
+        Self {
+            root: root.as_ref().into(),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for ServeFiles {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let decision = decide(&mut req, &self.root);
+        ready(Ok(build_response(decision, req.method())))
+    }
+}
+
+/// What to answer, decided before any response is built.
+#[derive(Debug)]
+enum Decision {
+    Serve {
+        resolved: Resolved,
+        span: Option<(u64, u64)>,
+    },
+    RangeNotSatisfiable {
+        len: u64,
+    },
+    NotFound,
+    BadPath,
+    UnsupportedMethod,
+}
+
+fn decide<B>(req: &mut Request<B>, root: &Arc<Path>) -> Decision {
+    if !httpserve_core::is_get_or_head(req.method()) {
+        return Decision::UnsupportedMethod;
+    }
+    let resolved = Resolved::lookup(req, root);
+    let metadata = match resolved.entry() {
+        // A trailing slash names a directory; on a file it is a 404, as in Python.
+        Entry::File { metadata, .. } if !resolved.trailing_slash() => metadata,
+        Entry::Invalid => return Decision::BadPath,
+        _ => return Decision::NotFound,
+    };
+    let len = metadata.len();
+    if req.method() != Method::GET {
+        return Decision::Serve {
+            resolved,
+            span: None,
+        };
+    }
+    match requested_range(req.headers(), metadata) {
+        RangeRequest::Full => Decision::Serve {
+            resolved,
+            span: None,
+        },
+        RangeRequest::Span(start, end) => Decision::Serve {
+            resolved,
+            span: Some((start, end)),
+        },
+        RangeRequest::Unsatisfiable => Decision::RangeNotSatisfiable { len },
+    }
+}
+
+enum RangeRequest {
+    Full,
+    Span(u64, u64),
+    Unsatisfiable,
+}
+
+/// One satisfiable `bytes=` range gives a 206. Several ranges are answered with the whole
+/// file (RFC 9110 §14.2 lets a server ignore Range), which also bounds the work a request
+/// with hundreds of overlapping ranges can cause. A stale `If-Range` gives the whole file.
+fn requested_range(headers: &http::HeaderMap, metadata: &Metadata) -> RangeRequest {
+    let Some(range) = headers.typed_get::<Range>() else {
+        return RangeRequest::Full;
+    };
+    if let Some(if_range) = headers.typed_get::<IfRange>() {
+        let last_modified = metadata.modified().ok().map(LastModified::from);
+        if if_range.is_modified(Some(&etag(metadata)), last_modified.as_ref()) {
+            return RangeRequest::Full;
+        }
+    }
+    let raw = headers.get(header::RANGE).map(HeaderValue::as_bytes);
+    if raw.is_some_and(|v| v.contains(&b',')) {
+        return RangeRequest::Full;
+    }
+    let len = metadata.len();
+    let Some((start, end)) = range.satisfiable_ranges(len).next() else {
+        return RangeRequest::Unsatisfiable;
+    };
+    let first = match start {
+        Bound::Included(n) => n,
+        Bound::Excluded(n) => n.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let last = match end {
+        Bound::Included(n) => n.min(len.saturating_sub(1)),
+        Bound::Excluded(n) => n.min(len).saturating_sub(1),
+        Bound::Unbounded => len.saturating_sub(1),
+    };
+    if len == 0 || first >= len || first > last {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Span(first, last)
+}
+
+/// A strong validator from mtime and size, in the format tower-http's `ServeDir` uses.
+fn etag(metadata: &Metadata) -> headers::ETag {
+    let (secs, nanos) = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or((0, 0), |d| (d.as_secs(), d.subsec_nanos()));
+    format!("\"{secs:x}.{nanos:08x}-{:x}\"", metadata.len())
+        .parse()
+        .unwrap_or_else(|_| unreachable_etag())
+}
+
+#[cold]
+fn unreachable_etag() -> headers::ETag {
+    // The format above is always a valid quoted entity tag.
+    "\"0\"".parse().unwrap_or_else(|_| unreachable_etag())
+}
+
+fn build_response(decision: Decision, method: &Method) -> Response<ResponseBody> {
+    let page = |status, message: &str| error_response(status, message, method).map(Either::Right);
+    match decision {
+        Decision::UnsupportedMethod => page(
+            StatusCode::NOT_IMPLEMENTED,
+            &format!("Unsupported method ('{method}')"),
+        ),
+        Decision::NotFound => page(StatusCode::NOT_FOUND, "File not found"),
+        Decision::BadPath => page(StatusCode::BAD_REQUEST, "Bad request path"),
+        Decision::RangeNotSatisfiable { len } => {
+            let mut res = error_response(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "Requested range not satisfiable",
+                method,
+            )
+            .map(Either::Right);
+            res.headers_mut()
+                .typed_insert(headers::ContentRange::unsatisfied_bytes(len));
+            res
+        }
+        Decision::Serve { resolved, span } => file_response(resolved, span, method),
+    }
+}
+
+fn file_response(
+    resolved: Resolved,
+    span: Option<(u64, u64)>,
+    method: &Method,
+) -> Response<ResponseBody> {
+    let Entry::File { metadata, .. } = resolved.entry() else {
+        return error_response(StatusCode::NOT_FOUND, "File not found", method)
+            .map(Either::Right);
+    };
+    let len = metadata.len();
+    let (status, offset, count) = match span {
+        Some((first, last)) => (StatusCode::PARTIAL_CONTENT, first, last - first + 1),
+        None => (StatusCode::OK, 0, len),
+    };
+    let mime = mime_guess::from_path(resolved.fs_path())
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let last_modified = metadata.modified().ok().map(LastModified::from);
+    let etag = etag(metadata);
+    let body = if method == Method::HEAD {
+        FileBody::empty()
+    } else {
+        FileBody::new(resolved.clone(), offset, count)
+    };
+
+    let mut res = Response::new(Either::Left(body));
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if let Some(last_modified) = last_modified {
+        headers.typed_insert(last_modified);
+    }
+    headers.typed_insert(etag);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if span.is_some() {
+        if let Ok(range) = headers::ContentRange::bytes(offset..offset + count, len) {
+            headers.typed_insert(range);
+        }
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests;
