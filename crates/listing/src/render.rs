@@ -1,0 +1,123 @@
+//! Reading a directory and rendering its page: the blocking part of a listing.
+
+use askama::Template;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, Uri, header};
+use httpserve_core::{Entry, PageBody, Resolved, error_response, python_quote, safe_redirect_path};
+use percent_encoding::percent_decode_str;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+
+/// The listing of one directory, ready to read and render.
+#[derive(Debug)]
+pub struct ListingPage {
+    resolved: Resolved,
+    title: String,
+    href_prefix: String,
+}
+
+impl ListingPage {
+    /// The page for a request whose path resolved to a directory.
+    ///
+    /// The title is the decoded request path, HTML-escaped. When the request path has no
+    /// trailing slash (this layer used without the index layer's redirect), hrefs are
+    /// prefixed with the directory's own name so that they still resolve.
+    pub fn for_request(uri: &Uri, resolved: Resolved) -> Self {
+        let path = safe_redirect_path(uri.path());
+        let title = html_escape::encode_text(&percent_decode_str(&path).decode_utf8_lossy()).into_owned();
+        let href_prefix = match path.rsplit_once('/') {
+            Some((_, last)) if !last.is_empty() => format!("{last}/"),
+            _ => String::new(),
+        };
+        Self {
+            resolved,
+            title,
+            href_prefix,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "listing.html")]
+struct ListingHtml<'a> {
+    title: &'a str,
+    entries: &'a [ListedEntry],
+}
+
+struct ListedEntry {
+    href: String,
+    text: String,
+}
+
+/// Reads the directory and renders Python's listing page (headers only for `HEAD`).
+pub fn render_listing(page: &ListingPage, head: bool) -> Response<PageBody> {
+    let method = if head { Method::HEAD } else { Method::GET };
+    let Entry::Directory { metadata } = page.resolved.entry() else {
+        return error_response(StatusCode::NOT_FOUND, "File not found", &method);
+    };
+    let Ok(entries) = read_entries(page) else {
+        return error_response(StatusCode::NOT_FOUND, "No permission to list directory", &method);
+    };
+    let html = ListingHtml {
+        title: &page.title,
+        entries: &entries,
+    }
+    .render()
+    .unwrap_or_default();
+    let len = html.len();
+    let body = if head { Bytes::new() } else { Bytes::from(html) };
+    let mut res = Response::new(PageBody::new(body));
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(modified) = metadata.modified() {
+        if let Ok(value) = HeaderValue::try_from(httpdate::fmt_http_date(modified)) {
+            headers.insert(header::LAST_MODIFIED, value);
+        }
+    }
+    res
+}
+
+fn read_entries(page: &ListingPage) -> std::io::Result<Vec<ListedEntry>> {
+    let dir = page.resolved.fs_path();
+    let mut names: Vec<(String, OsString, fs::FileType)> = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let file_type = entry.file_type()?;
+        names.push((name.to_string_lossy().to_lowercase(), name, file_type));
+    }
+    // Python sorts by `name.lower()`, stably.
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(names
+        .into_iter()
+        .map(|(_, name, file_type)| {
+            let is_link = file_type.is_symlink();
+            // Like Python's `isdir`, which follows symlinks.
+            let is_dir = if is_link {
+                fs::metadata(dir.join(&name)).is_ok_and(|m| m.is_dir())
+            } else {
+                file_type.is_dir()
+            };
+            let mut href = page.href_prefix.clone();
+            href.push_str(&python_quote(name.as_bytes()));
+            let mut text = html_escape::encode_text(&name.to_string_lossy()).into_owned();
+            if is_dir {
+                href.push('/');
+                text.push('/');
+            }
+            if is_link {
+                // Python replaces the `/` with `@` for a link to a directory.
+                if is_dir {
+                    text.pop();
+                }
+                text.push('@');
+            }
+            ListedEntry { href, text }
+        })
+        .collect())
+}
