@@ -52,6 +52,7 @@ pub fn error_response(status: StatusCode, message: &str, method: &Method) -> Res
     };
     let mut res = Response::new(PageBody::new(body));
     *res.status_mut() = status;
+    res.extensions_mut().insert(ErrorMessage(message.into()));
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -60,6 +61,11 @@ pub fn error_response(status: StatusCode, message: &str, method: &Method) -> Res
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     res
 }
+
+/// The message of an error page, kept in the response's extensions so an access log can
+/// print Python's `code 404, message File not found` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorMessage(pub Box<str>);
 
 /// Python's `HTTPStatus.description` for a status (`???` where Python has none).
 pub fn explanation(status: StatusCode) -> &'static str {
@@ -113,6 +119,7 @@ mod tests {
         let res = error_response(StatusCode::NOT_FOUND, "File not found", &Method::HEAD);
         assert_eq!(res.headers()[header::CONTENT_LENGTH], "335");
         assert_eq!(res.headers()[header::CONTENT_TYPE], "text/html;charset=utf-8");
+        assert_eq!(res.extensions().get(), Some(&ErrorMessage("File not found".into())));
         let body = block_on_ready(res.into_body().collect()).unwrap();
         assert!(body.to_bytes().is_empty());
     }

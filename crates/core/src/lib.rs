@@ -25,7 +25,7 @@ mod error;
 mod path;
 mod resolve;
 
-pub use error::{ErrorPage, error_response, explanation};
+pub use error::{ErrorMessage, ErrorPage, error_response, explanation};
 pub use path::{TranslatedPath, python_quote, safe_redirect_path, translate_path};
 pub use resolve::{Entry, Resolved};
 
