@@ -175,7 +175,9 @@ where
 }
 
 fn log_response<B>(info: &RequestInfo, res: &Response<B>) {
-    let client = info.client.map_or_else(|| String::from("-"), |ip| ip.to_string());
+    let client = info
+        .client
+        .map_or_else(|| String::from("-"), |ip| ip.to_string());
     let now = chrono::Local::now().format("%d/%b/%Y %H:%M:%S");
     let status = res.status();
     if status.as_u16() >= 400 {

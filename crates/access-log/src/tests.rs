@@ -37,7 +37,9 @@ fn log_lines(layer: AccessLogLayer, req: Request<()>, response: Response<()>) ->
             let res = response.lock().unwrap().take().unwrap();
             async move { Ok::<_, Infallible>(res) }
         }));
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(svc.oneshot(req)).unwrap();
     });
     let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -45,7 +47,8 @@ fn log_lines(layer: AccessLogLayer, req: Request<()>, response: Response<()>) ->
 }
 
 fn with_client(mut req: Request<()>) -> Request<()> {
-    req.extensions_mut().insert(SocketAddr::from(([127, 0, 0, 1], 5555)));
+    req.extensions_mut()
+        .insert(SocketAddr::from(([127, 0, 0, 1], 5555)));
     req
 }
 
@@ -58,7 +61,10 @@ fn assert_python_line(line: &str, client: &str, rest: &str) {
     assert_eq!(date.len(), 20, "{date}");
     assert_eq!(&date[2..3], "/");
     assert_eq!(&date[6..7], "/");
-    assert!(date[3..6].chars().all(|c| c.is_ascii_alphabetic()), "{date}");
+    assert!(
+        date[3..6].chars().all(|c| c.is_ascii_alphabetic()),
+        "{date}"
+    );
     assert_eq!(tail, rest);
 }
 
@@ -87,14 +93,19 @@ fn errors_get_pythons_code_and_message_line_first() {
 
 #[test]
 fn unknown_client_is_a_dash_and_the_address_source_is_configurable() {
-    let lines = log_lines(AccessLogLayer::new(), Request::get("/").body(()).unwrap(), Response::new(()));
+    let lines = log_lines(
+        AccessLogLayer::new(),
+        Request::get("/").body(()).unwrap(),
+        Response::new(()),
+    );
     assert_python_line(&lines[0], "-", "\"GET / HTTP/1.1\" 200 -");
 
     #[derive(Clone)]
     struct Peer(IpAddr);
     let layer = AccessLogLayer::new().client_addr(|ext| ext.get::<Peer>().map(|p| p.0));
     let mut req = Request::get("/").body(()).unwrap();
-    req.extensions_mut().insert(Peer("::ffff:10.0.0.1".parse().unwrap()));
+    req.extensions_mut()
+        .insert(Peer("::ffff:10.0.0.1".parse().unwrap()));
     let lines = log_lines(layer, req, Response::new(()));
     assert_python_line(&lines[0], "::ffff:10.0.0.1", "\"GET / HTTP/1.1\" 200 -");
 }
@@ -102,9 +113,15 @@ fn unknown_client_is_a_dash_and_the_address_source_is_configurable() {
 #[test]
 fn control_characters_and_backslashes_are_escaped() {
     assert_eq!(escape_control_chars("a\x1b[31mred"), "a\\x1b[31mred");
-    assert_eq!(escape_control_chars("line\r\nforged"), "line\\x0d\\x0aforged");
+    assert_eq!(
+        escape_control_chars("line\r\nforged"),
+        "line\\x0d\\x0aforged"
+    );
     assert_eq!(escape_control_chars("/\\evil"), "/\\\\evil");
-    assert_eq!(escape_control_chars("\u{7f}\u{85}\u{9f}\u{a0}é"), "\\x7f\\x85\\x9f\u{a0}é");
+    assert_eq!(
+        escape_control_chars("\u{7f}\u{85}\u{9f}\u{a0}é"),
+        "\\x7f\\x85\\x9f\u{a0}é"
+    );
 }
 
 #[test]
@@ -112,7 +129,8 @@ fn a_hostile_error_message_cannot_forge_a_line() {
     let req = with_client(Request::get("/").body(()).unwrap());
     let mut res = Response::new(());
     *res.status_mut() = http::StatusCode::BAD_REQUEST;
-    res.extensions_mut().insert(ErrorMessage("x\n127.0.0.1 - - [forged]".into()));
+    res.extensions_mut()
+        .insert(ErrorMessage("x\n127.0.0.1 - - [forged]".into()));
     let lines = log_lines(AccessLogLayer::new(), req, res);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].ends_with("code 400, message x\\x0a127.0.0.1 - - [forged]"));

@@ -139,17 +139,21 @@ impl Preconditions {
     /// RFC 9110 §13.2.2, steps 1–4, against the headers of the response that would be sent.
     fn evaluate(&self, response: &HeaderMap) -> Outcome {
         let etag = response.typed_get::<headers::ETag>();
-        let last_modified: Option<SystemTime> =
-            response.typed_get::<headers::LastModified>().map(Into::into);
+        let last_modified: Option<SystemTime> = response
+            .typed_get::<headers::LastModified>()
+            .map(Into::into);
         if let Some(if_match) = &self.if_match {
-            let passes = if_match.is_any() || etag.as_ref().is_some_and(|e| if_match.precondition_passes(e));
+            let passes = if_match.is_any()
+                || etag
+                    .as_ref()
+                    .is_some_and(|e| if_match.precondition_passes(e));
             if !passes {
                 return Outcome::PreconditionFailed;
             }
-        } else if let (Some(ius), Some(lm)) = (&self.if_unmodified_since, last_modified) {
-            if !ius.precondition_passes(lm) {
-                return Outcome::PreconditionFailed;
-            }
+        } else if let (Some(ius), Some(lm)) = (&self.if_unmodified_since, last_modified)
+            && !ius.precondition_passes(lm)
+        {
+            return Outcome::PreconditionFailed;
         }
         if let Some(if_none_match) = &self.if_none_match {
             let matched = match &etag {
@@ -159,10 +163,10 @@ impl Preconditions {
             if matched {
                 return Outcome::NotModified;
             }
-        } else if let (Some(ims), Some(lm)) = (&self.if_modified_since, last_modified) {
-            if !ims.is_modified(lm) {
-                return Outcome::NotModified;
-            }
+        } else if let (Some(ims), Some(lm)) = (&self.if_modified_since, last_modified)
+            && !ims.is_modified(lm)
+        {
+            return Outcome::NotModified;
         }
         Outcome::Send
     }
@@ -248,8 +252,12 @@ where
             (Outcome::NotModified, _) => not_modified(res),
             (Outcome::PreconditionFailed, head) => {
                 let method = if head { Method::HEAD } else { Method::GET };
-                error_response(StatusCode::PRECONDITION_FAILED, "Precondition failed", &method)
-                    .map(Either::Right)
+                error_response(
+                    StatusCode::PRECONDITION_FAILED,
+                    "Precondition failed",
+                    &method,
+                )
+                .map(Either::Right)
             }
         }))
     }

@@ -110,7 +110,8 @@ mod tests {
 
     #[test]
     fn message_is_escaped_like_html_escape_quote_false() {
-        let html = ErrorPage::new(StatusCode::NOT_IMPLEMENTED, "Unsupported method ('<x>\"&')").render_html();
+        let html = ErrorPage::new(StatusCode::NOT_IMPLEMENTED, "Unsupported method ('<x>\"&')")
+            .render_html();
         assert!(html.contains("<p>Message: Unsupported method ('&lt;x&gt;\"&amp;').</p>"));
     }
 
@@ -118,8 +119,14 @@ mod tests {
     fn head_keeps_length_but_no_body() {
         let res = error_response(StatusCode::NOT_FOUND, "File not found", &Method::HEAD);
         assert_eq!(res.headers()[header::CONTENT_LENGTH], "335");
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/html;charset=utf-8");
-        assert_eq!(res.extensions().get(), Some(&ErrorMessage("File not found".into())));
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "text/html;charset=utf-8"
+        );
+        assert_eq!(
+            res.extensions().get(),
+            Some(&ErrorMessage("File not found".into()))
+        );
         let body = block_on_ready(res.into_body().collect()).unwrap();
         assert!(body.to_bytes().is_empty());
     }

@@ -123,7 +123,10 @@ mod tests {
     fn quote_matches_python() {
         // Expected strings from python3 -c 'urllib.parse.quote(...)'.
         assert_eq!(python_quote(b"d ir/"), "d%20ir/");
-        assert_eq!(python_quote(b"\"q\"'&%?#;<>"), "%22q%22%27%26%25%3F%23%3B%3C%3E");
+        assert_eq!(
+            python_quote(b"\"q\"'&%?#;<>"),
+            "%22q%22%27%26%25%3F%23%3B%3C%3E"
+        );
         assert_eq!(python_quote("é~_.-".as_bytes()), "%C3%A9~_.-");
         assert_eq!(python_quote(b"\xff"), "%FF");
     }

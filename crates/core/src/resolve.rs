@@ -165,20 +165,34 @@ mod tests {
     #[test]
     fn classifies_files_dirs_and_missing() {
         let (_d, root) = root();
-        assert!(matches!(Resolved::resolve(&root, "/f.txt").entry(), Entry::File { metadata, .. } if metadata.len() == 2));
+        assert!(
+            matches!(Resolved::resolve(&root, "/f.txt").entry(), Entry::File { metadata, .. } if metadata.len() == 2)
+        );
         assert!(Resolved::resolve(&root, "/sub").is_dir());
         assert!(Resolved::resolve(&root, "/").is_dir());
-        assert!(matches!(Resolved::resolve(&root, "/nope").entry(), Entry::Missing(io::ErrorKind::NotFound)));
-        assert!(matches!(Resolved::resolve(&root, "/a%00").entry(), Entry::Invalid));
+        assert!(matches!(
+            Resolved::resolve(&root, "/nope").entry(),
+            Entry::Missing(io::ErrorKind::NotFound)
+        ));
+        assert!(matches!(
+            Resolved::resolve(&root, "/a%00").entry(),
+            Entry::Invalid
+        ));
     }
 
     #[test]
     fn fifo_is_special_and_does_not_block() {
         let (d, root) = root();
         let fifo = d.path().join("pipe");
-        let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(status.success());
-        assert!(matches!(Resolved::resolve(&root, "/pipe").entry(), Entry::Special));
+        assert!(matches!(
+            Resolved::resolve(&root, "/pipe").entry(),
+            Entry::Special
+        ));
     }
 
     #[test]

@@ -3,10 +3,10 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use httpserve_core::{Entry, Resolved};
+use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::future::Future;
 use std::task::{Context, Poll, ready};
 use tokio::task::JoinHandle;
 

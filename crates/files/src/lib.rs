@@ -223,8 +223,7 @@ fn file_response(
     method: &Method,
 ) -> Response<ResponseBody> {
     let Entry::File { metadata, .. } = resolved.entry() else {
-        return error_response(StatusCode::NOT_FOUND, "File not found", method)
-            .map(Either::Right);
+        return error_response(StatusCode::NOT_FOUND, "File not found", method).map(Either::Right);
     };
     let len = metadata.len();
     let (status, offset, count) = match span {
@@ -239,7 +238,7 @@ fn file_response(
     let body = if method == Method::HEAD {
         FileBody::empty()
     } else {
-        FileBody::new(resolved.clone(), offset, count)
+        FileBody::new(resolved, offset, count)
     };
 
     let mut res = Response::new(Either::Left(body));
@@ -252,10 +251,10 @@ fn file_response(
     }
     headers.typed_insert(etag);
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if span.is_some() {
-        if let Ok(range) = headers::ContentRange::bytes(offset..offset + count, len) {
-            headers.typed_insert(range);
-        }
+    if span.is_some()
+        && let Ok(range) = headers::ContentRange::bytes(offset..offset + count, len)
+    {
+        headers.typed_insert(range);
     }
     res
 }

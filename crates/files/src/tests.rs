@@ -38,8 +38,14 @@ async fn serves_a_file_with_its_headers() {
     assert_eq!(headers["content-type"], "text/plain");
     assert_eq!(headers["content-length"], "11");
     assert_eq!(headers["accept-ranges"], "bytes");
-    let modified = std::fs::metadata(f.dir.path().join("hello.txt")).unwrap().modified().unwrap();
-    assert_eq!(headers["last-modified"], httpdate::fmt_http_date(modified).as_str());
+    let modified = std::fs::metadata(f.dir.path().join("hello.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        headers["last-modified"],
+        httpdate::fmt_http_date(modified).as_str()
+    );
     assert!(headers["etag"].to_str().unwrap().ends_with("-b\""));
 }
 
@@ -69,7 +75,11 @@ async fn missing_dirs_and_trailing_slashes_are_404_pages() {
         let (status, headers, body) = f.get(uri).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
         assert_eq!(headers["content-type"], "text/html;charset=utf-8");
-        assert!(std::str::from_utf8(&body).unwrap().contains("Message: File not found."));
+        assert!(
+            std::str::from_utf8(&body)
+                .unwrap()
+                .contains("Message: File not found.")
+        );
     }
     assert_eq!(f.get("/a%00b").await.0, StatusCode::BAD_REQUEST);
 }
@@ -77,14 +87,28 @@ async fn missing_dirs_and_trailing_slashes_are_404_pages() {
 #[tokio::test]
 async fn other_methods_are_python_501() {
     let f = Fixture::new();
-    let req = Request::builder().method("PUT").uri("/hello.txt").body(()).unwrap();
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/hello.txt")
+        .body(())
+        .unwrap();
     let (status, _, body) = f.send(req).await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert!(std::str::from_utf8(&body).unwrap().contains("Unsupported method ('PUT')"));
+    assert!(
+        std::str::from_utf8(&body)
+            .unwrap()
+            .contains("Unsupported method ('PUT')")
+    );
 }
 
 async fn ranged(f: &Fixture, range: &str) -> (StatusCode, http::HeaderMap, Bytes) {
-    f.send(Request::get("/hello.txt").header("range", range).body(()).unwrap()).await
+    f.send(
+        Request::get("/hello.txt")
+            .header("range", range)
+            .body(())
+            .unwrap(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -104,7 +128,12 @@ async fn single_ranges_are_206() {
 #[tokio::test]
 async fn hostile_ranges_get_bounded_answers() {
     let f = Fixture::new();
-    for range in ["bytes=20-30", "bytes=5-2", "bytes=99999999999999999999999-", "bytes=abc"] {
+    for range in [
+        "bytes=20-30",
+        "bytes=5-2",
+        "bytes=99999999999999999999999-",
+        "bytes=abc",
+    ] {
         let (status, headers, _) = ranged(&f, range).await;
         assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
         assert_eq!(headers["content-range"], "bytes */11");
@@ -164,7 +193,12 @@ async fn a_file_truncated_while_sent_ends_the_body_with_an_error() {
         .oneshot(Request::get("/shrinks.bin").body(()).unwrap())
         .await
         .unwrap();
-    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(300_000).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(300_000)
+        .unwrap();
     let mut body = res.into_body();
     let mut seen = 0;
     let mut error = false;

@@ -37,7 +37,7 @@
 //! (CVE-2021-28861, and the backslash spelling Python still lets through).
 
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::{Extensions, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::Either;
 use httpserve_core::{Entry, PageBody, Resolved, python_quote, safe_redirect_path};
 use pin_project_lite::pin_project;
@@ -51,11 +51,20 @@ use std::task::{Context, Poll, ready};
 /// Python's default index files, in the order they are tried.
 pub const DEFAULT_INDEX_FILES: [&str; 2] = ["index.html", "index.htm"];
 
+/// Finds the path prefix a service is mounted under (e.g. axum's `NestedPath`) in a
+/// request's extensions.
+pub type MountPrefixFn = fn(&Extensions) -> Option<&str>;
+
+fn no_prefix(_: &Extensions) -> Option<&str> {
+    None
+}
+
 /// Applies [`Index`] to a service.
 #[derive(Debug, Clone)]
 pub struct IndexLayer {
     root: Arc<Path>,
     index_files: Arc<[Box<str>]>,
+    mount_prefix: MountPrefixFn,
 }
 
 impl IndexLayer {
@@ -64,7 +73,16 @@ impl IndexLayer {
         Self {
             root: root.as_ref().into(),
             index_files: DEFAULT_INDEX_FILES.iter().map(|&n| n.into()).collect(),
+            mount_prefix: no_prefix,
         }
+    }
+
+    /// Reads the prefix the service is mounted under from the request, so a redirect
+    /// `Location` names the full path. Under axum's `nest_service`, pass a function reading
+    /// `axum::extract::NestedPath`.
+    pub fn mount_prefix(mut self, mount_prefix: MountPrefixFn) -> Self {
+        self.mount_prefix = mount_prefix;
+        self
     }
 
     /// Replaces the index file names, tried in the given order. An empty list turns index
@@ -87,6 +105,7 @@ impl<S> tower_layer::Layer<S> for IndexLayer {
             inner,
             root: self.root.clone(),
             index_files: self.index_files.clone(),
+            mount_prefix: self.mount_prefix,
         }
     }
 }
@@ -98,6 +117,7 @@ pub struct Index<S> {
     inner: S,
     root: Arc<Path>,
     index_files: Arc<[Box<str>]>,
+    mount_prefix: MountPrefixFn,
 }
 
 impl<S> Index<S> {
@@ -120,7 +140,12 @@ enum Decision {
     ServeIndex { uri: Uri, resolved: Resolved },
 }
 
-fn decide<B>(req: &mut Request<B>, root: &Arc<Path>, index_files: &[Box<str>]) -> Decision {
+fn decide<B>(
+    req: &mut Request<B>,
+    root: &Arc<Path>,
+    index_files: &[Box<str>],
+    mount_prefix: MountPrefixFn,
+) -> Decision {
     if !httpserve_core::is_get_or_head(req.method()) {
         return Decision::PassThrough;
     }
@@ -129,7 +154,8 @@ fn decide<B>(req: &mut Request<B>, root: &Arc<Path>, index_files: &[Box<str>]) -
         return Decision::PassThrough;
     }
     if !resolved.trailing_slash() {
-        return match redirect_location(req.uri()) {
+        let prefix = mount_prefix(req.extensions()).unwrap_or("");
+        return match redirect_location(prefix, req.uri()) {
             Some(location) => Decision::Redirect(location),
             None => Decision::PassThrough,
         };
@@ -145,18 +171,27 @@ fn decide<B>(req: &mut Request<B>, root: &Arc<Path>, index_files: &[Box<str>]) -
             Entry::Directory { .. } | Entry::Special | Entry::Missing(io::ErrorKind::NotFound) => {}
             // An index that exists but cannot be read is still the index (the file layer
             // answers 404), so the listing it was meant to hide never shows.
-            _ => return Decision::ServeIndex {
-                uri,
-                resolved: candidate,
-            },
+            _ => {
+                return Decision::ServeIndex {
+                    uri,
+                    resolved: candidate,
+                };
+            }
         }
     }
     Decision::PassThrough
 }
 
-/// `path/` plus the query, with any leading run of `/` and `\` collapsed to one `/`.
-fn redirect_location(uri: &Uri) -> Option<HeaderValue> {
-    let path = safe_redirect_path(uri.path());
+/// `prefix` + `path/` plus the query, with any leading run of `/` and `\` collapsed to
+/// one `/`.
+fn redirect_location(prefix: &str, uri: &Uri) -> Option<HeaderValue> {
+    let joined;
+    let path = if prefix.is_empty() {
+        safe_redirect_path(uri.path())
+    } else {
+        joined = format!("{}{}", prefix.trim_end_matches('/'), uri.path());
+        safe_redirect_path(&joined)
+    };
     let location = match uri.query() {
         Some(query) => format!("{path}/?{query}"),
         None => format!("{path}/"),
@@ -198,7 +233,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match decide(&mut req, &self.root, &self.index_files) {
+        match decide(&mut req, &self.root, &self.index_files, self.mount_prefix) {
             Decision::PassThrough => ResponseFuture::inner(self.inner.call(req)),
             Decision::Redirect(location) => ResponseFuture::ready(redirect(location)),
             Decision::ServeIndex { uri, resolved } => {
@@ -252,7 +287,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Inner { future } => Poll::Ready(Ok(ready!(future.poll(cx))?.map(Either::Left))),
+            StateProj::Inner { future } => {
+                Poll::Ready(Ok(ready!(future.poll(cx))?.map(Either::Left)))
+            }
             StateProj::Ready { response } => match response.take() {
                 Some(res) => Poll::Ready(Ok(res.map(Either::Right))),
                 None => panic!("ResponseFuture polled after completion"),

@@ -32,8 +32,15 @@ async fn send(root: &Path, layer: IndexLayer, uri: &str) -> (StatusCode, String,
             Ok::<_, Infallible>(Response::new(format!("{} {kind}", req.uri())))
         }
     });
-    let res = layer.layer(inner).oneshot(Request::get(uri).body(()).unwrap()).await.unwrap();
-    let location = res.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+    let res = layer
+        .layer(inner)
+        .oneshot(Request::get(uri).body(()).unwrap())
+        .await
+        .unwrap();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
     let status = res.status();
     let body = match res.into_body() {
         Either::Left(s) => s,
@@ -86,21 +93,42 @@ async fn redirects_never_leave_the_host() {
 async fn index_html_wins_over_index_htm() {
     let d = fixture();
     let layer = IndexLayer::new(d.path());
-    assert_eq!(send(d.path(), layer.clone(), "/both/").await.1, "/both/index.html file");
-    assert_eq!(send(d.path(), layer.clone(), "/htm/").await.1, "/htm/index.htm file");
-    assert_eq!(send(d.path(), layer.clone(), "/both/?q=1").await.1, "/both/index.html?q=1 file");
+    assert_eq!(
+        send(d.path(), layer.clone(), "/both/").await.1,
+        "/both/index.html file"
+    );
+    assert_eq!(
+        send(d.path(), layer.clone(), "/htm/").await.1,
+        "/htm/index.htm file"
+    );
+    assert_eq!(
+        send(d.path(), layer.clone(), "/both/?q=1").await.1,
+        "/both/index.html?q=1 file"
+    );
     // The decoded path counts: `%2F` is a trailing slash (as in Python 3.14).
-    assert_eq!(send(d.path(), layer, "/both%2F").await.1, "/both%2Findex.html file");
+    assert_eq!(
+        send(d.path(), layer, "/both%2F").await.1,
+        "/both%2Findex.html file"
+    );
 }
 
 #[tokio::test]
 async fn directories_without_an_index_pass_through() {
     let d = fixture();
     let layer = IndexLayer::new(d.path());
-    assert_eq!(send(d.path(), layer.clone(), "/none/").await.1, "/none/ other");
+    assert_eq!(
+        send(d.path(), layer.clone(), "/none/").await.1,
+        "/none/ other"
+    );
     // A directory named index.html is not an index.
-    assert_eq!(send(d.path(), layer.clone(), "/dirindex/").await.1, "/dirindex/ other");
-    assert_eq!(send(d.path(), layer.clone(), "/file.txt").await.1, "/file.txt file");
+    assert_eq!(
+        send(d.path(), layer.clone(), "/dirindex/").await.1,
+        "/dirindex/ other"
+    );
+    assert_eq!(
+        send(d.path(), layer.clone(), "/file.txt").await.1,
+        "/file.txt file"
+    );
     assert_eq!(send(d.path(), layer, "/missing").await.1, "/missing other");
 }
 
@@ -108,7 +136,10 @@ async fn directories_without_an_index_pass_through() {
 async fn index_names_are_configurable() {
     let d = fixture();
     let layer = IndexLayer::new(d.path()).index_files(["index.htm"]);
-    assert_eq!(send(d.path(), layer, "/both/").await.1, "/both/index.htm file");
+    assert_eq!(
+        send(d.path(), layer, "/both/").await.1,
+        "/both/index.htm file"
+    );
     let none = IndexLayer::new(d.path()).index_files(Vec::<String>::new());
     assert_eq!(send(d.path(), none, "/both/").await.1, "/both/ other");
 }
@@ -126,4 +157,18 @@ async fn other_methods_pass_through_untouched() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn redirects_name_the_mount_prefix() {
+    #[derive(Clone)]
+    struct Mounted(&'static str);
+    let d = fixture();
+    let layer = IndexLayer::new(d.path()).mount_prefix(|ext| ext.get::<Mounted>().map(|m| m.0));
+    let inner =
+        service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let mut req = Request::get("/both?x=1").body(()).unwrap();
+    req.extensions_mut().insert(Mounted("/files"));
+    let res = layer.layer(inner).oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["location"], "/files/both/?x=1");
 }

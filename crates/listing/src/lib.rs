@@ -163,7 +163,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Inner { future } => Poll::Ready(Ok(ready!(future.poll(cx))?.map(Either::Left))),
+            StateProj::Inner { future } => {
+                Poll::Ready(Ok(ready!(future.poll(cx))?.map(Either::Left)))
+            }
             StateProj::Listing { task, head } => {
                 let res = ready!(Pin::new(task).poll(cx)).unwrap_or_else(|_| {
                     let method = if *head { Method::HEAD } else { Method::GET };

@@ -25,7 +25,8 @@ impl ListingPage {
     /// prefixed with the directory's own name so that they still resolve.
     pub fn for_request(uri: &Uri, resolved: Resolved) -> Self {
         let path = safe_redirect_path(uri.path());
-        let title = html_escape::encode_text(&percent_decode_str(&path).decode_utf8_lossy()).into_owned();
+        let title =
+            html_escape::encode_text(&percent_decode_str(&path).decode_utf8_lossy()).into_owned();
         let href_prefix = match path.rsplit_once('/') {
             Some((_, last)) if !last.is_empty() => format!("{last}/"),
             _ => String::new(),
@@ -57,7 +58,11 @@ pub fn render_listing(page: &ListingPage, head: bool) -> Response<PageBody> {
         return error_response(StatusCode::NOT_FOUND, "File not found", &method);
     };
     let Ok(entries) = read_entries(page) else {
-        return error_response(StatusCode::NOT_FOUND, "No permission to list directory", &method);
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "No permission to list directory",
+            &method,
+        );
     };
     let html = ListingHtml {
         title: &page.title,
@@ -66,7 +71,11 @@ pub fn render_listing(page: &ListingPage, head: bool) -> Response<PageBody> {
     .render()
     .unwrap_or_default();
     let len = html.len();
-    let body = if head { Bytes::new() } else { Bytes::from(html) };
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(html)
+    };
     let mut res = Response::new(PageBody::new(body));
     let headers = res.headers_mut();
     headers.insert(
@@ -74,10 +83,10 @@ pub fn render_listing(page: &ListingPage, head: bool) -> Response<PageBody> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Ok(modified) = metadata.modified() {
-        if let Ok(value) = HeaderValue::try_from(httpdate::fmt_http_date(modified)) {
-            headers.insert(header::LAST_MODIFIED, value);
-        }
+    if let Ok(modified) = metadata.modified()
+        && let Ok(value) = HeaderValue::try_from(httpdate::fmt_http_date(modified))
+    {
+        headers.insert(header::LAST_MODIFIED, value);
     }
     res
 }

@@ -12,10 +12,18 @@ async fn get(root: &Path, method: Method, uri: &str) -> (StatusCode, http::Heade
         Ok::<_, Infallible>(Response::new(String::from("inner")))
     });
     let req = Request::builder().method(method).uri(uri).body(()).unwrap();
-    let res = ListingLayer::new(root).layer(inner).oneshot(req).await.unwrap();
+    let res = ListingLayer::new(root)
+        .layer(inner)
+        .oneshot(req)
+        .await
+        .unwrap();
     let (parts, body) = res.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -30,8 +38,14 @@ async fn page_is_byte_identical_to_python() {
     assert_eq!(body, python);
     assert_eq!(headers["content-length"], "228");
     assert_eq!(headers["content-type"], "text/html; charset=utf-8");
-    let modified = std::fs::metadata(d.path().join("sub")).unwrap().modified().unwrap();
-    assert_eq!(headers["last-modified"], httpdate::fmt_http_date(modified).as_str());
+    let modified = std::fs::metadata(d.path().join("sub"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        headers["last-modified"],
+        httpdate::fmt_http_date(modified).as_str()
+    );
 }
 
 #[tokio::test]
@@ -40,14 +54,29 @@ async fn empty_directory() {
     let (_, headers, body) = get(d.path(), Method::GET, "/").await;
     assert!(body.contains("<ul>\n</ul>"));
     // Python's /emptydir/ page is 205 bytes; "/" is 9 bytes shorter, twice.
-    assert_eq!(headers["content-length"], (205 - 2 * "emptydir/".len()).to_string());
+    assert_eq!(
+        headers["content-length"],
+        (205 - 2 * "emptydir/".len()).to_string()
+    );
 }
 
 #[tokio::test]
 async fn hostile_names_symlinks_and_order() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    for name in ["\"dq\".txt", "%A4.txt", "&amp.txt", "'sq'.txt", ".hidden", "a.GZ", "a.gz", "q?.txt", "Zed.txt", "é.txt", "h#.txt"] {
+    for name in [
+        "\"dq\".txt",
+        "%A4.txt",
+        "&amp.txt",
+        "'sq'.txt",
+        ".hidden",
+        "a.GZ",
+        "a.gz",
+        "q?.txt",
+        "Zed.txt",
+        "é.txt",
+        "h#.txt",
+    ] {
         std::fs::write(p.join(name), "").unwrap();
     }
     std::fs::create_dir(p.join("<b>.dir")).unwrap();
@@ -89,7 +118,10 @@ async fn title_is_the_decoded_escaped_path_without_query() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir(d.path().join("<i> x")).unwrap();
     let (_, _, body) = get(d.path(), Method::GET, "/%3Ci%3E%20x/?q=%3Cb%3E").await;
-    assert!(body.contains("<title>Directory listing for /&lt;i&gt; x/</title>"), "{body}");
+    assert!(
+        body.contains("<title>Directory listing for /&lt;i&gt; x/</title>"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -1,1 +1,140 @@
-//! placeholder
+//! httpserve: `python3 -m http.server`, rebuilt as tower layers and returned as an axum
+//! [`Router`], plus the `httpserve` binary.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use httpserve::HttpServe;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let dir = tempfile::tempdir().unwrap();
+//! // Your routes first; every other path is served from the directory.
+//! let app: Router = Router::new()
+//!     .route("/health", get(|| async { "ok" }))
+//!     .merge(HttpServe::new(dir.path()).into_router());
+//! # let _ = app;
+//! // Or under a prefix: `Router::new().nest_service("/files", HttpServe::new(dir).into_router())`.
+//! # }
+//! ```
+//!
+//! A request flows through these layers, outermost first:
+//!
+//! 1. [`httpserve_access_log`] — one Python-style line per response on the
+//!    `httpserve::access` tracing target;
+//! 2. tower-http's `SetResponseHeader` — `Server: httpserve/VERSION`;
+//! 3. [`httpserve_conditional`] — `304`/`412` from `If-Modified-Since`, `If-None-Match`,
+//!    `If-Match`, `If-Unmodified-Since` against the response's validators;
+//! 4. [`httpserve_index`] — `301` to `dir/`, then `index.html`/`index.htm`;
+//! 5. [`httpserve_listing`] — the directory listing page;
+//! 6. [`httpserve_files`] — the file bytes, ranges, `HEAD`, `404`/`501` pages.
+//!
+//! The first layer that needs the filesystem opens the path once; the others reuse that
+//! lookup ([`httpserve_core::Resolved`]).
+
+use axum::Router;
+use axum::extract::{ConnectInfo, NestedPath};
+use http::{Extensions, HeaderValue, header};
+use httpserve_access_log::AccessLogLayer;
+use httpserve_conditional::ConditionalLayer;
+use httpserve_files::ServeFiles;
+use httpserve_index::{DEFAULT_INDEX_FILES, IndexLayer};
+use httpserve_listing::ListingLayer;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use tower::ServiceBuilder;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// The `Server` header httpserve sends by default: `httpserve/VERSION`.
+pub const SERVER_HEADER: &str = concat!("httpserve/", env!("CARGO_PKG_VERSION"));
+
+/// Builds the whole static-serving stack for one directory.
+#[derive(Debug, Clone)]
+pub struct HttpServe {
+    root: PathBuf,
+    index_files: Vec<String>,
+    server_header: Option<HeaderValue>,
+    access_log: bool,
+}
+
+impl HttpServe {
+    /// Serves `root` as Python's `http.server` would.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            index_files: DEFAULT_INDEX_FILES.iter().map(|&n| n.to_owned()).collect(),
+            server_header: Some(HeaderValue::from_static(SERVER_HEADER)),
+            access_log: true,
+        }
+    }
+
+    /// The index files tried for a directory, in order (default `index.html`, `index.htm`).
+    pub fn index_files<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.index_files = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The `Server` header value, or `None` to send none.
+    pub fn server_header(mut self, value: Option<HeaderValue>) -> Self {
+        self.server_header = value;
+        self
+    }
+
+    /// Whether to log each response on the `httpserve::access` target (default on).
+    pub fn access_log(mut self, enabled: bool) -> Self {
+        self.access_log = enabled;
+        self
+    }
+
+    /// The directory served.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The stack as an axum [`Router`] that answers every path (a fallback), ready to be
+    /// served, merged into an app, or nested under a prefix with `nest_service`.
+    pub fn into_router<S>(self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let root = self.root.as_path();
+        let files = ServiceBuilder::new()
+            .layer(ConditionalLayer::new())
+            .layer(
+                IndexLayer::new(root)
+                    .index_files(self.index_files)
+                    .mount_prefix(nested_path),
+            )
+            .layer(ListingLayer::new(root))
+            .service(ServeFiles::new(root));
+        let router = Router::new().fallback_service(files);
+        let router = match self.server_header {
+            Some(value) => router.layer(SetResponseHeaderLayer::overriding(header::SERVER, value)),
+            None => router,
+        };
+        if self.access_log {
+            router.layer(AccessLogLayer::new().client_addr(connect_info_ip))
+        } else {
+            router
+        }
+    }
+}
+
+/// The client address axum's `into_make_service_with_connect_info` (or httpserve's own
+/// server loop) stores in each request.
+pub fn connect_info_ip(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+fn nested_path(extensions: &Extensions) -> Option<&str> {
+    extensions.get::<NestedPath>().map(NestedPath::as_str)
+}
+
+pub mod serve;
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,193 @@
-fn main(){}
+//! The `httpserve` binary: `python3 -m http.server`'s command line.
+
+use clap::Parser;
+use httpserve::HttpServe;
+use httpserve::serve::{ServeOptions, bind, serve};
+use std::io::Write;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Serve a directory over HTTP, like `python3 -m http.server`, faster and safe to leave running.
+#[derive(Debug, Parser)]
+#[command(name = "httpserve", version)]
+struct Cli {
+    /// bind to this port
+    #[arg(default_value_t = 8000)]
+    port: u16,
+
+    /// bind to this address (default: all interfaces)
+    #[arg(short, long = "bind", value_name = "ADDRESS")]
+    bind: Option<String>,
+
+    /// serve this directory (default: current directory)
+    #[arg(short, long, value_name = "DIRECTORY")]
+    directory: Option<PathBuf>,
+
+    /// conform to this HTTP version: HTTP/1.1 keeps connections alive, HTTP/1.0 closes each
+    #[arg(short, long, value_name = "VERSION", default_value = "HTTP/1.1",
+          value_parser = ["HTTP/1.0", "HTTP/1.1"])]
+    protocol: String,
+
+    /// run as CGI server
+    #[arg(long)]
+    cgi: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("httpserve: error: {message} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("httpserve: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    init_logging();
+    if cli.cgi {
+        return Err(String::from("--cgi is not supported by this build yet"));
+    }
+    let root = match &cli.directory {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
+    };
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("directory '{}': {e}", root.display()))?;
+    if !root.is_dir() {
+        return Err(format!("directory '{}' is not a directory", root.display()));
+    }
+    let addr = match &cli.bind {
+        Some(host) => Some(resolve_host(host)?),
+        None => None,
+    };
+    let keep_alive = cli.protocol == "HTTP/1.1";
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = bind(addr, cli.port).map_err(|e| {
+            let shown = addr.map_or_else(|| String::from("all interfaces"), |a| a.to_string());
+            format!("cannot listen on {shown} port {}: {e}", cli.port)
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        let host = local.ip();
+        let url_host = if host.is_ipv6() {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let port = local.port();
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(
+            stdout,
+            "Serving HTTP on {host} port {port} (http://{url_host}:{port}/) ..."
+        );
+        let _ = stdout.flush();
+        drop(stdout);
+
+        let router = HttpServe::new(root).into_router();
+        let options = ServeOptions::default().keep_alive(keep_alive);
+        serve(listener, router, options, shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// A literal IP address, or a host name resolved to its first address (as Python's
+/// `getaddrinfo(...)[0]`).
+fn resolve_host(host: &str) -> Result<IpAddr, String> {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(ip);
+    }
+    let mut addrs = (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve bind address '{host}': {e}"))?;
+    addrs
+        .next()
+        .map(|a| a.ip())
+        .ok_or_else(|| format!("cannot resolve bind address '{host}': no addresses"))
+}
+
+/// Resolves on Ctrl-C (printing Python's message) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            println!("\nKeyboard interrupt received, exiting.");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Access lines go to stderr exactly as Python writes them; other events get a level and
+/// target. `RUST_LOG` filters (default `info`), e.g. `RUST_LOG=httpserve::access=off`.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(PythonFormat)
+        .init();
+}
+
+/// Formats access-log events as the bare message (Python's line) and others as
+/// `httpserve: LEVEL target: message`.
+struct PythonFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PythonFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        if meta.target() != httpserve_access_log::TARGET {
+            write!(writer, "httpserve: {} {}: ", meta.level(), meta.target())?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

@@ -1,0 +1,156 @@
+//! Binding and serving: the connection loop the `httpserve` binary runs, usable on its own.
+//!
+//! axum's `serve` has no knobs for keep-alive or header timeouts, so httpserve drives
+//! hyper's HTTP/1 connections itself: `TCP_NODELAY` on every connection (a keep-alive
+//! client otherwise stalls ~40 ms per request on delayed ACKs), keep-alive on or off,
+//! a header-read timeout, and a graceful shutdown bounded by a grace period.
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// How connections are served.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    keep_alive: bool,
+    header_read_timeout: Duration,
+    grace_period: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            keep_alive: true,
+            header_read_timeout: Duration::from_secs(30),
+            grace_period: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// HTTP/1.1 keep-alive (default on). Off is Python's default `-p HTTP/1.0` behaviour:
+    /// one request per connection.
+    pub fn keep_alive(mut self, enabled: bool) -> Self {
+        self.keep_alive = enabled;
+        self
+    }
+
+    /// How long a client may take to send a request's headers (default 30 s).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long in-flight responses may run after shutdown begins (default 10 s).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+}
+
+/// Binds a listening socket as Python's `http.server` does: `SO_REUSEADDR`, and with no
+/// address the IPv6 wildcard `::` accepting IPv4 too (dual stack), falling back to
+/// `0.0.0.0` on hosts without IPv6.
+pub fn bind(addr: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
+    let listener = match addr {
+        Some(ip) => bind_socket(SocketAddr::new(ip, port))?,
+        None => match bind_socket(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
+            Ok(listener) => listener,
+            Err(e) if is_no_ipv6(&e) => {
+                bind_socket(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))?
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    TcpListener::from_std(listener)
+}
+
+fn is_no_ipv6(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_codes::EAFNOSUPPORT | libc_codes::EADDRNOTAVAIL | libc_codes::EPROTONOSUPPORT)
+    )
+}
+
+/// The errno values that mean "this host has no IPv6" (Linux numbering).
+mod libc_codes {
+    pub(super) const EAFNOSUPPORT: i32 = 97;
+    pub(super) const EADDRNOTAVAIL: i32 = 99;
+    pub(super) const EPROTONOSUPPORT: i32 = 93;
+}
+
+fn bind_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // Dual stack, as Python's CLI server (bpo-38907); failure just means IPv6 only.
+        let _ = socket.set_only_v6(false);
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight responses finish within the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .keep_alive(options.keep_alive)
+        .header_read_timeout(options.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: keep serving the connections we have and
+                    // try again shortly instead of spinning or exiting.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router
+            .clone()
+            .map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let connection = graceful
+            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(options.grace_period) => {
+            tracing::warn!("grace period over; closing the remaining connections");
+        }
+    }
+}
