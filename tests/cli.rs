@@ -1,4 +1,5 @@
 //! The command line: Python's arguments, and one clear stderr line for every mistake.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with a message
 
 mod common;
 

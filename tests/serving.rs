@@ -1,4 +1,5 @@
 //! Black-box tests of static serving: the built binary on a loopback port, raw sockets.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with a message
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The binary starts, prints Python's banner and serves a file.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with a message
 
 mod common;
 use common::Server;

@@ -1,6 +1,6 @@
 //! Support for the black-box tests: start the built `httpserve` binary (or Python's
 //! `http.server`) on a loopback port and talk to it over raw sockets.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // test support: a panic is a test failure
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
