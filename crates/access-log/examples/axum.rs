@@ -16,10 +16,16 @@ async fn main() -> std::io::Result<()> {
         .with_target(false)
         .with_level(false)
         .init();
-    let app = Router::new().route("/hello", get(|| async { "hello\n" })).layer(
-        AccessLogLayer::new()
-            .client_addr(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())),
-    );
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello\n" }))
+        .layer(
+            AccessLogLayer::new()
+                .client_addr(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }

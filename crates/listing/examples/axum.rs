@@ -14,7 +14,9 @@ async fn main() -> std::io::Result<()> {
     let root = std::env::args().nth(1).unwrap_or_else(|| String::from("."));
     // Only directories are listed; anything else reaches this inner service.
     let not_a_dir = service_fn(|_req: axum::extract::Request| async {
-        Ok::<_, std::convert::Infallible>((StatusCode::NOT_FOUND, "not a directory\n").into_response())
+        Ok::<_, std::convert::Infallible>(
+            (StatusCode::NOT_FOUND, "not a directory\n").into_response(),
+        )
     });
     let browse = ServiceBuilder::new()
         .layer(ListingLayer::new(root))

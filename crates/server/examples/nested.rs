@@ -14,5 +14,9 @@ async fn main() -> std::io::Result<()> {
         .route("/", get(|| async { "the app; files are under /files/\n" }))
         .nest_service("/files", HttpServe::new(root).into_router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }

@@ -14,10 +14,17 @@ fn fixture() -> tempfile::TempDir {
 }
 
 async fn send(app: Router, uri: &str) -> (StatusCode, http::HeaderMap, String) {
-    let res = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let res = app
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let (parts, body) = res.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -68,6 +75,8 @@ async fn server_header_is_configurable() {
 async fn index_files_are_configurable() {
     let d = fixture();
     std::fs::write(d.path().join("sub/home.html"), "home").unwrap();
-    let app = HttpServe::new(d.path()).index_files(["home.html"]).into_router();
+    let app = HttpServe::new(d.path())
+        .index_files(["home.html"])
+        .into_router();
     assert_eq!(send(app, "/sub/").await.2, "home");
 }
