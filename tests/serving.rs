@@ -536,3 +536,36 @@ fn ctrl_c_exits_zero() {
     assert_eq!(server.get("/a.txt").status, 200);
     assert_eq!(server.signal_and_wait("INT"), Some(0));
 }
+
+#[test]
+fn protocol_edge_cases_get_clear_answers() {
+    let d = fixture();
+    let server = Server::serve(d.path(), &[]);
+    // HTTP/0.9, a bad version token and HTTP/2.0 in an HTTP/1 request line: 400, then close.
+    for raw in [
+        &b"GET /a.txt\r\n\r\n"[..],
+        b"GET /a.txt FUBAR\r\n\r\n",
+        b"GET /a.txt HTTP/2.0\r\n\r\n",
+    ] {
+        let res = Response::parse(&server.raw(raw));
+        assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(raw));
+    }
+    // A request body on GET is read and discarded, never parsed as the next request (Python
+    // answers the next request with `501 Unsupported method ('helloGET')`).
+    let out = server.raw(
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    // Stray CRLFs before a request line are ignored (RFC 9112 §2.2); Python closes.
+    let res = Response::parse(
+        &server.raw(b"\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(res.body, b"alpha\n");
+    // Absolute-form: the redirect carries the path only, never the client's host.
+    let res = server.get("http://evil.example/plain");
+    assert_eq!(res.header("location"), Some("/plain/"));
+    // HTTP/1.0 requests are answered in HTTP/1.0 and closed.
+    let out = server.raw(b"GET /a.txt HTTP/1.0\r\n\r\n");
+    assert!(out.starts_with(b"HTTP/1.0 200 OK\r\n"));
+}
