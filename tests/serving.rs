@@ -432,7 +432,16 @@ fn keep_alive_by_default_and_off_with_http_1_0() {
         )
         .unwrap();
     assert_eq!(read_one(&mut stream).status, 200);
-    assert_eq!(read_one(&mut stream).status, 404);
+    let not_found = read_one(&mut stream);
+    assert_eq!(not_found.status, 404);
+    // The standard reason phrase (Python: `404 File not found`), and an error does not
+    // close the connection (Python closes after every error).
+    assert!(not_found.raw.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
+    assert_eq!(not_found.header("connection"), None);
+    stream
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_one(&mut stream).body, b"alpha\n");
 
     let server = Server::serve(d.path(), &["-p", "HTTP/1.0"]);
     let mut stream = server.connect();

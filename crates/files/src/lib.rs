@@ -175,6 +175,36 @@ fn requested_range(headers: &http::HeaderMap, metadata: &Metadata) -> RangeReque
     RangeRequest::Span(first, last)
 }
 
+/// Python's `guess_type`: its own overrides first (`.Z` case-sensitively), then the
+/// current registrations where mime_guess still has the old ones (`.mjs` is
+/// `text/javascript` per RFC 9239, `.xml` is `application/xml` per RFC 7303), then
+/// mime_guess, then `application/octet-stream`. No charset is added, as in Python.
+pub fn content_type(path: &Path) -> &'static str {
+    let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+        return "application/octet-stream";
+    };
+    // SimpleHTTPRequestHandler.extensions_map, matched exactly, then lower-cased.
+    let python = |ext: &str| match ext {
+        "gz" => Some("application/gzip"),
+        "Z" => Some("application/octet-stream"),
+        "bz2" => Some("application/x-bzip2"),
+        "xz" => Some("application/x-xz"),
+        _ => None,
+    };
+    if let Some(mime) = python(ext).or_else(|| python(&ext.to_ascii_lowercase())) {
+        return mime;
+    }
+    if ext.eq_ignore_ascii_case("mjs") {
+        return "text/javascript";
+    }
+    if ext.eq_ignore_ascii_case("xml") {
+        return "application/xml";
+    }
+    mime_guess::from_ext(ext)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+}
+
 /// A strong validator from mtime and size, in the format tower-http's `ServeDir` uses.
 fn etag(metadata: &Metadata) -> headers::ETag {
     let (secs, nanos) = metadata
@@ -230,9 +260,7 @@ fn file_response(
         Some((first, last)) => (StatusCode::PARTIAL_CONTENT, first, last - first + 1),
         None => (StatusCode::OK, 0, len),
     };
-    let mime = mime_guess::from_path(resolved.fs_path())
-        .first_raw()
-        .unwrap_or("application/octet-stream");
+    let mime = content_type(resolved.fs_path());
     let last_modified = metadata.modified().ok().map(LastModified::from);
     let etag = etag(metadata);
     let body = if method == Method::HEAD {

@@ -223,3 +223,26 @@ async fn special_files_are_refused_without_blocking() {
     let answer = tokio::time::timeout(std::time::Duration::from_secs(5), f.get("/fifo")).await;
     assert_eq!(answer.unwrap().0, StatusCode::NOT_FOUND);
 }
+
+#[test]
+fn content_types_follow_python() {
+    for (name, mime) in [
+        ("a.txt", "text/plain"),
+        ("a.TXT", "text/plain"),
+        ("a.html", "text/html"),
+        ("a.js", "text/javascript"),
+        ("a.mjs", "text/javascript"),
+        ("a.xml", "application/xml"),
+        ("a.tar.gz", "application/gzip"),
+        ("a.GZ", "application/gzip"),
+        ("a.Z", "application/octet-stream"),
+        ("a.bz2", "application/x-bzip2"),
+        ("a.xz", "application/x-xz"),
+        ("a.wasm", "application/wasm"),
+        ("noext", "application/octet-stream"),
+        (".hidden", "application/octet-stream"),
+        ("a.nosuchext", "application/octet-stream"),
+    ] {
+        assert_eq!(content_type(Path::new(name)), mime, "{name}");
+    }
+}

@@ -91,14 +91,26 @@ pub fn render_listing(page: &ListingPage, head: bool) -> Response<PageBody> {
     res
 }
 
+/// The code points Python compares when it sorts by `name.lower()`: the lower-cased name,
+/// with each byte that is not valid UTF-8 as the surrogate U+DC80–U+DCFF that Python's
+/// `surrogateescape` decoding gives it.
+fn python_sort_key(name: &[u8]) -> Vec<u32> {
+    let mut key = Vec::with_capacity(name.len());
+    for chunk in name.utf8_chunks() {
+        key.extend(chunk.valid().to_lowercase().chars().map(u32::from));
+        key.extend(chunk.invalid().iter().map(|&b| 0xDC00 + u32::from(b)));
+    }
+    key
+}
+
 fn read_entries(page: &ListingPage) -> std::io::Result<Vec<ListedEntry>> {
     let dir = page.resolved.fs_path();
-    let mut names: Vec<(String, OsString, fs::FileType)> = Vec::new();
+    let mut names: Vec<(Vec<u32>, OsString, fs::FileType)> = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let file_type = entry.file_type()?;
-        names.push((name.to_string_lossy().to_lowercase(), name, file_type));
+        names.push((python_sort_key(name.as_bytes()), name, file_type));
     }
     // Python sorts by `name.lower()`, stably.
     names.sort_by(|a, b| a.0.cmp(&b.0));

@@ -165,3 +165,22 @@ fn unreadable_directory_is_python_404() {
     let res = render_listing(&page, false);
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn undecodable_names_sort_as_pythons_surrogates() {
+    let d = tempfile::tempdir().unwrap();
+    for name in [
+        &b"raw\xff.bin"[..],
+        b"raw\xfe.bin",
+        "raw\u{ff01}.bin".as_bytes(),
+    ] {
+        std::fs::write(d.path().join(OsStr::from_bytes(name)), "").unwrap();
+    }
+    let (_, _, body) = get(d.path(), Method::GET, "/").await;
+    let hrefs: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.split("href=\"").nth(1)?.split('"').next())
+        .collect();
+    // Python 3.11: raw%ED%B3%BE.bin, raw%ED%B3%BF.bin, raw%EF%BC%81.bin.
+    assert_eq!(hrefs, ["raw%FE.bin", "raw%FF.bin", "raw%EF%BC%81.bin"]);
+}
