@@ -33,6 +33,11 @@ pub use resolve::{Entry, Resolved};
 /// redirects, listings).
 pub type PageBody = http_body_util::Full<bytes::Bytes>;
 
+/// The local address of the connection a request arrived on, stored in the request's
+/// extensions by httpserve's server loop (CGI's `SERVER_PORT` comes from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
 /// Whether a method is one that the static layers answer (`GET` or `HEAD`).
 pub fn is_get_or_head(method: &http::Method) -> bool {
     method == http::Method::GET || method == http::Method::HEAD

@@ -23,9 +23,10 @@
 //! 2. tower-http's `SetResponseHeader` — `Server: httpserve/VERSION`;
 //! 3. [`httpserve_conditional`] — `304`/`412` from `If-Modified-Since`, `If-None-Match`,
 //!    `If-Match`, `If-Unmodified-Since` against the response's validators;
-//! 4. [`httpserve_index`] — `301` to `dir/`, then `index.html`/`index.htm`;
-//! 5. [`httpserve_listing`] — the directory listing page;
-//! 6. [`httpserve_files`] — the file bytes, ranges, `HEAD`, `404`/`501` pages.
+//! 4. with [`HttpServe::cgi`], [`httpserve_cgi`] — scripts in `/cgi-bin` and `/htbin`;
+//! 5. [`httpserve_index`] — `301` to `dir/`, then `index.html`/`index.htm`;
+//! 6. [`httpserve_listing`] — the directory listing page;
+//! 7. [`httpserve_files`] — the file bytes, ranges, `HEAD`, `404`/`501` pages.
 //!
 //! The first layer that needs the filesystem opens the path once; the others reuse that
 //! lookup ([`httpserve_core::Resolved`]).
@@ -34,13 +35,14 @@ use axum::Router;
 use axum::extract::{ConnectInfo, NestedPath};
 use http::{Extensions, HeaderValue, header};
 use httpserve_access_log::AccessLogLayer;
+use httpserve_cgi::{CgiConfig, CgiLayer};
 use httpserve_conditional::ConditionalLayer;
 use httpserve_files::ServeFiles;
 use httpserve_index::{DEFAULT_INDEX_FILES, IndexLayer};
 use httpserve_listing::ListingLayer;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The `Server` header httpserve sends by default: `httpserve/VERSION`.
@@ -53,6 +55,7 @@ pub struct HttpServe {
     index_files: Vec<String>,
     server_header: Option<HeaderValue>,
     access_log: bool,
+    cgi: Option<CgiConfig>,
 }
 
 impl HttpServe {
@@ -63,6 +66,7 @@ impl HttpServe {
             index_files: DEFAULT_INDEX_FILES.iter().map(|&n| n.to_owned()).collect(),
             server_header: Some(HeaderValue::from_static(SERVER_HEADER)),
             access_log: true,
+            cgi: None,
         }
     }
 
@@ -88,6 +92,18 @@ impl HttpServe {
         self
     }
 
+    /// Runs CGI scripts (Python's `--cgi`): `configure` receives a [`CgiConfig`] for this
+    /// root, already wired to the client address, mount prefix and `SERVER_SOFTWARE`, and
+    /// returns it with any changes (directories, timeouts, interpreter, user, environment).
+    pub fn cgi(mut self, configure: impl FnOnce(CgiConfig) -> CgiConfig) -> Self {
+        let config = CgiConfig::new(&self.root)
+            .server_software(SERVER_HEADER)
+            .client_addr(connect_info_addr)
+            .mount_prefix(nested_path);
+        self.cgi = Some(configure(config));
+        self
+    }
+
     /// The directory served.
     pub fn root(&self) -> &Path {
         &self.root
@@ -101,7 +117,6 @@ impl HttpServe {
     {
         let root = self.root.as_path();
         let files = ServiceBuilder::new()
-            .layer(ConditionalLayer::new())
             .layer(
                 IndexLayer::new(root)
                     .index_files(self.index_files)
@@ -109,7 +124,16 @@ impl HttpServe {
             )
             .layer(ListingLayer::new(root))
             .service(ServeFiles::new(root));
-        let router = Router::new().fallback_service(files);
+        // The conditional layer is outermost so CGI output with validators gets 304 too.
+        let router = match self.cgi {
+            Some(cgi) => Router::new().fallback_service(
+                ServiceBuilder::new()
+                    .layer(ConditionalLayer::new())
+                    .layer(CgiLayer::new(cgi))
+                    .service(files),
+            ),
+            None => Router::new().fallback_service(ConditionalLayer::new().layer(files)),
+        };
         let router = match self.server_header {
             Some(value) => router.layer(SetResponseHeaderLayer::overriding(header::SERVER, value)),
             None => router,
@@ -120,6 +144,14 @@ impl HttpServe {
             router
         }
     }
+}
+
+/// The client socket address (for CGI's `REMOTE_ADDR`/`REMOTE_PORT`) from axum's
+/// `ConnectInfo`.
+pub fn connect_info_addr(extensions: &Extensions) -> Option<SocketAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr)
 }
 
 /// The client address axum's `into_make_service_with_connect_info` (or httpserve's own

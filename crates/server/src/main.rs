@@ -3,10 +3,12 @@
 use clap::Parser;
 use httpserve::HttpServe;
 use httpserve::serve::{ServeOptions, bind, serve};
+use httpserve_cgi::RunAs;
 use std::io::Write;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Serve a directory over HTTP, like `python3 -m http.server`, faster and safe to leave running.
 #[derive(Debug, Parser)]
@@ -29,9 +31,45 @@ struct Cli {
           value_parser = ["HTTP/1.0", "HTTP/1.1"])]
     protocol: String,
 
-    /// run as CGI server
+    /// seconds in-flight responses get to finish after Ctrl-C or SIGTERM
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    shutdown_grace: u64,
+
+    /// run as CGI server: scripts in /cgi-bin and /htbin (see --cgi-*)
     #[arg(long)]
     cgi: bool,
+
+    /// a CGI directory below the served one; repeat for several (default: /cgi-bin and /htbin)
+    #[arg(long = "cgi-dir", value_name = "PATH", requires = "cgi")]
+    cgi_dirs: Vec<String>,
+
+    /// seconds a CGI script may run in all
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "cgi",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    cgi_timeout: u64,
+
+    /// seconds a CGI script may stay silent before or between output
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "cgi",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    cgi_idle_timeout: u64,
+
+    /// interpreter for non-executable .py scripts ("none" to refuse them)
+    #[arg(
+        long,
+        value_name = "PROGRAM",
+        default_value = "python3",
+        requires = "cgi"
+    )]
+    cgi_interpreter: String,
+
+    /// user that CGI scripts run as (default: nobody when run as root, else the current user)
+    #[arg(long, value_name = "USER", requires = "cgi")]
+    cgi_user: Option<String>,
+
+    /// a variable of httpserve's own environment passed to CGI scripts; repeat for several
+    /// (scripts get PATH and nothing else by default)
+    #[arg(long = "cgi-pass-env", value_name = "NAME", requires = "cgi")]
+    cgi_pass_env: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -61,9 +99,6 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), String> {
     init_logging();
-    if cli.cgi {
-        return Err(String::from("--cgi is not supported by this build yet"));
-    }
     let root = match &cli.directory {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
@@ -107,8 +142,32 @@ fn run(cli: &Cli) -> Result<(), String> {
         let _ = stdout.flush();
         drop(stdout);
 
-        let router = HttpServe::new(root).into_router();
-        let options = ServeOptions::default().keep_alive(keep_alive);
+        let mut app = HttpServe::new(root);
+        if cli.cgi {
+            let run_as = match &cli.cgi_user {
+                Some(user) => RunAs::user(user).map_err(|e| format!("--cgi-user {user}: {e}"))?,
+                None => RunAs::nobody_if_root(),
+            };
+            let interpreter =
+                (cli.cgi_interpreter != "none").then(|| PathBuf::from(&cli.cgi_interpreter));
+            app = app.cgi(|config| {
+                let config = config
+                    .timeout(Duration::from_secs(cli.cgi_timeout))
+                    .idle_timeout(Duration::from_secs(cli.cgi_idle_timeout))
+                    .interpreter(interpreter)
+                    .run_as(run_as)
+                    .pass_env(cli.cgi_pass_env.iter().cloned());
+                if cli.cgi_dirs.is_empty() {
+                    config
+                } else {
+                    config.directories(&cli.cgi_dirs)
+                }
+            });
+        }
+        let router = app.into_router();
+        let options = ServeOptions::default()
+            .keep_alive(keep_alive)
+            .grace_period(Duration::from_secs(cli.shutdown_grace));
         serve(listener, router, options, shutdown_signal()).await;
         Ok(())
     })
@@ -164,6 +223,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .event_format(PythonFormat)
         .init();
 }

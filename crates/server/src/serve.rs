@@ -8,6 +8,7 @@
 use axum::Router;
 use axum::extract::ConnectInfo;
 use http::Request;
+use httpserve_core::LocalAddr;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -132,10 +133,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok().map(LocalAddr);
         let service = router
             .clone()
             .map_request(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                if let Some(local) = local {
+                    req.extensions_mut().insert(local);
+                }
                 req
             });
         let connection = graceful

@@ -1,0 +1,240 @@
+//! The response body of a script, and the guard that kills its process group.
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use httpserve_core::PageBody;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::process::{Child, ChildStdout};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep};
+
+/// Owns a running script. Dropped before the script's output was complete (the client
+/// went away, a timeout, server shutdown), it kills the script's whole process group.
+#[derive(Debug)]
+pub(crate) struct ScriptGuard {
+    child: Option<Child>,
+    group: Option<Pid>,
+    stdin_task: Option<JoinHandle<()>>,
+    name: Arc<str>,
+    deadline: Instant,
+}
+
+impl ScriptGuard {
+    pub(crate) fn new(
+        child: Child,
+        stdin_task: Option<JoinHandle<()>>,
+        name: Arc<str>,
+        deadline: Instant,
+    ) -> Self {
+        // The child leads its own process group (`process_group(0)`), so its pid is the pgid.
+        let group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw);
+        Self {
+            child: Some(child),
+            group,
+            stdin_task,
+            name,
+            deadline,
+        }
+    }
+
+    /// The output is complete: reap the script in the background and log a non-zero exit;
+    /// if it is still running at its deadline, kill its group then.
+    pub(crate) fn finish(mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let killer = GroupKiller(self.group.take());
+        let name = self.name.clone();
+        let deadline = self.deadline;
+        tokio::spawn(async move {
+            let mut killer = killer;
+            match tokio::time::timeout_at(deadline, child.wait()).await {
+                Ok(Ok(status)) => {
+                    killer.disarm();
+                    if let Some(code) = status.code().filter(|&c| c != 0) {
+                        tracing::warn!(target: "httpserve::cgi", script = %name, "CGI script exit code {code}");
+                    } else if status.code().is_none() {
+                        tracing::warn!(target: "httpserve::cgi", script = %name, "CGI script ended by a signal");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(target: "httpserve::cgi", script = %name, "waiting for CGI script: {e}");
+                }
+                Err(_) => {
+                    tracing::warn!(target: "httpserve::cgi", script = %name, "CGI script still running at its deadline; killed");
+                }
+            }
+        });
+    }
+}
+
+impl Drop for ScriptGuard {
+    fn drop(&mut self) {
+        if let Some(task) = self.stdin_task.take() {
+            task.abort();
+        }
+        drop(GroupKiller(self.group.take()));
+        // The `Child` is dropped with `kill_on_drop`, and tokio reaps it in the background.
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed.
+#[derive(Debug)]
+struct GroupKiller(Option<Pid>);
+
+impl GroupKiller {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(group) = self.0.take() {
+            // ESRCH just means everything in it is already gone.
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+/// The body of a CGI response: the script's stdout, streamed with backpressure (nothing
+/// is read until the client takes the previous chunk), or a page httpserve made itself.
+#[derive(Debug)]
+pub struct CgiBody {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Page(PageBody),
+    Stream(Box<Streaming>),
+}
+
+#[derive(Debug)]
+struct Streaming {
+    stdout: ChildStdout,
+    leftover: Option<Bytes>,
+    idle: Pin<Box<Sleep>>,
+    idle_timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+    guard: Option<ScriptGuard>,
+}
+
+/// Bytes asked of the pipe per read.
+const CHUNK: usize = 64 * 1024;
+
+impl CgiBody {
+    pub(crate) fn page(page: PageBody) -> Self {
+        Self {
+            inner: Inner::Page(page),
+        }
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self::page(PageBody::default())
+    }
+
+    pub(crate) fn stream(
+        stdout: ChildStdout,
+        leftover: Bytes,
+        guard: ScriptGuard,
+        idle_timeout: Duration,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            inner: Inner::Stream(Box::new(Streaming {
+                stdout,
+                leftover: Some(leftover).filter(|b| !b.is_empty()),
+                idle: Box::pin(tokio::time::sleep(idle_timeout)),
+                idle_timeout,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                guard: Some(guard),
+            })),
+        }
+    }
+}
+
+impl Body for CgiBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match &mut self.get_mut().inner {
+            Inner::Page(page) => Pin::new(page)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            Inner::Stream(s) => s.poll_next(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Page(page) => page.is_end_stream(),
+            Inner::Stream(s) => s.guard.is_none() && s.leftover.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Page(page) => page.size_hint(),
+            Inner::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl Streaming {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if let Some(bytes) = self.leftover.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
+        if self.guard.is_none() {
+            return Poll::Ready(None);
+        }
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.stdout), cx, &mut buf) {
+            Poll::Ready(Ok(0)) => {
+                if let Some(guard) = self.guard.take() {
+                    guard.finish();
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Ok(_)) => {
+                let next = Instant::now() + self.idle_timeout;
+                self.idle.as_mut().reset(next);
+                Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+            }
+            Poll::Ready(Err(e)) => {
+                self.guard = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => {
+                let idle = self.idle.as_mut().poll(cx).is_ready();
+                let late = self.deadline.as_mut().poll(cx).is_ready();
+                if idle || late {
+                    // Dropping the guard kills the script's process group.
+                    if let Some(guard) = self.guard.take() {
+                        tracing::warn!(target: "httpserve::cgi", script = %guard.name, "CGI script timed out while sending its body");
+                    }
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "CGI script timed out",
+                    ))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}

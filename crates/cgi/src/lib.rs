@@ -1,0 +1,638 @@
+//! CGI/1.1 (RFC 3875) for tower: Python's `--cgi` directory semantics, with the status
+//! codes, redirects, streaming, limits and hygiene Python's handler never had.
+//!
+//! ```no_run
+//! use axum::Router;
+//! use httpserve_cgi::{CgiConfig, CgiService};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! // Every script in ./scripts answers under /cgi-bin/: /cgi-bin/hello.py/extra?x=1 runs
+//! // ./scripts/hello.py with SCRIPT_NAME=/cgi-bin/hello.py and PATH_INFO=/extra.
+//! let app: Router = Router::new().nest_service("/cgi-bin", CgiService::new(CgiConfig::new("scripts")));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! Two ways to use it:
+//!
+//! * [`CgiLayer`] in front of any service: requests under the CGI directories of a document
+//!   root (`/cgi-bin` and `/htbin` by default, as Python) run scripts, everything else goes
+//!   to the inner service, and a `POST` elsewhere gets Python's
+//!   `501 Can only POST to CGI scripts`. A script's local redirect (`Location: /path` alone)
+//!   is served again through the layer itself, so it reaches static files too.
+//! * [`CgiService`] on its own, mounted with `nest_service`: every path below the mount
+//!   point names a script in one directory. A local redirect there goes to the client as
+//!   `302` (the service cannot see the rest of the app).
+//!
+//! What a script sees and may do:
+//!
+//! * An environment built from scratch: the RFC 3875 meta-variables, `REQUEST_URI`,
+//!   `SCRIPT_FILENAME`, one `HTTP_*` per request header except `Authorization`, `Proxy`
+//!   (httpoxy) and hop-by-hop fields, and of the server's own environment only `PATH` and
+//!   the names allowed with [`CgiConfig::pass_env`]. A header whose name has anything but
+//!   letters, digits and `-` is dropped, so `X_Forwarded_For` cannot pose as
+//!   `X-Forwarded-For`. No argv from the query string.
+//! * Its output is parsed per RFC 3875 §6: `Status`, `Location` (local → re-dispatched,
+//!   absolute → `302`), `Content-Type` (neither → `502`); the header block is bounded in
+//!   bytes and fields (`502` past it); `nph-` scripts give their own status line.
+//!   Their `Content-Length` is kept, so keep-alive survives.
+//! * The request body streams to stdin (a chunked body is buffered up to a limit so
+//!   `CONTENT_LENGTH` can be set, else `413`); stdout streams to the client with
+//!   backpressure, never collected.
+//! * A deadline and an idle-output timeout (`504` before headers); the script's whole
+//!   process group is killed when the client goes away, on a timeout, and when the server
+//!   shuts down; stderr goes to `tracing` (target `httpserve::cgi`), never to the client.
+//! * When the server runs as root, scripts run as `nobody` (or a configured user).
+
+mod body;
+mod env;
+mod head;
+mod resolve;
+mod run;
+
+pub use body::CgiBody;
+pub use head::{HeadError, ScriptHead, find_head_end, parse_head};
+
+use http::{Extensions, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::Either;
+use pin_project_lite::pin_project;
+use resolve::{Collapsed, ScriptFile, Target, collapse, fs_path, script_file};
+use run::{Handled, Prepared, page, run_script};
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Finds the client's address in a request's extensions (for `REMOTE_ADDR`/`REMOTE_PORT`).
+pub type ClientAddrFn = fn(&Extensions) -> Option<SocketAddr>;
+
+/// Finds the prefix a service is mounted under (e.g. axum's `NestedPath`), for `SCRIPT_NAME`.
+pub type MountPrefixFn = fn(&Extensions) -> Option<&str>;
+
+fn socket_addr_extension(extensions: &Extensions) -> Option<SocketAddr> {
+    extensions.get::<SocketAddr>().copied()
+}
+
+fn no_prefix(_: &Extensions) -> Option<&str> {
+    None
+}
+
+/// How scripts are run. Built with consuming setters; shared by [`CgiLayer`] and [`CgiService`].
+#[derive(Debug, Clone)]
+pub struct CgiConfig {
+    root: PathBuf,
+    directories: Vec<Vec<Vec<u8>>>,
+    interpreter: Option<PathBuf>,
+    timeout: Duration,
+    idle_timeout: Duration,
+    max_header_bytes: usize,
+    max_header_fields: usize,
+    max_buffered_body: usize,
+    pass_env: Vec<String>,
+    run_as: RunAs,
+    max_local_redirects: u8,
+    server_software: String,
+    client_addr: ClientAddrFn,
+    mount_prefix: MountPrefixFn,
+}
+
+impl CgiConfig {
+    /// Scripts below `root`: the document root for [`CgiLayer`] (scripts live in its CGI
+    /// directories), or the script directory itself for [`CgiService`].
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            directories: Vec::new(),
+            interpreter: Some(PathBuf::from("python3")),
+            timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_header_fields: 100,
+            max_buffered_body: 16 * 1024 * 1024,
+            pass_env: Vec::new(),
+            run_as: RunAs::nobody_if_root(),
+            max_local_redirects: 5,
+            server_software: String::from("httpserve-cgi"),
+            client_addr: socket_addr_extension,
+            mount_prefix: no_prefix,
+        }
+        .directories(["/cgi-bin", "/htbin"])
+    }
+
+    /// The CGI directories below the document root ([`CgiLayer`] only). Default
+    /// `/cgi-bin` and `/htbin`, as Python; matched case-sensitively, segment by segment.
+    pub fn directories<I, D>(mut self, dirs: I) -> Self
+    where
+        I: IntoIterator<Item = D>,
+        D: AsRef<str>,
+    {
+        self.directories = dirs
+            .into_iter()
+            .map(|d| {
+                d.as_ref()
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.as_bytes().to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|segs| !segs.is_empty())
+            .collect();
+        self
+    }
+
+    /// The interpreter for `.py` scripts that are not executable (default `python3`);
+    /// `None` makes them `403` like any other non-executable file.
+    pub fn interpreter(mut self, interpreter: Option<PathBuf>) -> Self {
+        self.interpreter = interpreter;
+        self
+    }
+
+    /// The longest a script may run, headers and body (default 300 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest a script may stay silent, before or between output chunks (default 60 s).
+    /// Also bounds how long a request body may stall.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The largest header block a script may send (default 64 KiB).
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes.max(2);
+        self
+    }
+
+    /// The most header fields a script may send (default 100).
+    pub fn max_header_fields(mut self, fields: usize) -> Self {
+        self.max_header_fields = fields;
+        self
+    }
+
+    /// The largest chunked request body buffered to learn its length (default 16 MiB).
+    pub fn max_buffered_body(mut self, bytes: usize) -> Self {
+        self.max_buffered_body = bytes;
+        self
+    }
+
+    /// Names of the server's environment variables passed to scripts (besides `PATH`).
+    pub fn pass_env<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.pass_env = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whose identity scripts run with (default: `nobody` when the server is root).
+    pub fn run_as(mut self, run_as: RunAs) -> Self {
+        self.run_as = run_as;
+        self
+    }
+
+    /// How many local redirects one request may follow (default 5).
+    pub fn max_local_redirects(mut self, hops: u8) -> Self {
+        self.max_local_redirects = hops;
+        self
+    }
+
+    /// `SERVER_SOFTWARE` (default `httpserve-cgi`).
+    pub fn server_software(mut self, software: impl Into<String>) -> Self {
+        self.server_software = software.into();
+        self
+    }
+
+    /// Where the client address comes from (default: a `SocketAddr` extension; pass a
+    /// function reading axum's `ConnectInfo<SocketAddr>` in an axum app).
+    pub fn client_addr(mut self, client_addr: ClientAddrFn) -> Self {
+        self.client_addr = client_addr;
+        self
+    }
+
+    /// Where the mount prefix comes from, for `SCRIPT_NAME` (axum: `NestedPath`).
+    pub fn mount_prefix(mut self, mount_prefix: MountPrefixFn) -> Self {
+        self.mount_prefix = mount_prefix;
+        self
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// The identity scripts run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs(Option<(u32, u32)>);
+
+impl RunAs {
+    /// `nobody` when the server runs as root (as Python does), else the server's own user.
+    pub fn nobody_if_root() -> Self {
+        if !nix::unistd::geteuid().is_root() {
+            return Self(None);
+        }
+        match nix::unistd::User::from_name("nobody") {
+            Ok(Some(user)) => Self(Some((user.uid.as_raw(), user.gid.as_raw()))),
+            _ => Self(Some((65534, 65534))),
+        }
+    }
+
+    /// The server's own user, even when it is root.
+    pub fn current_user() -> Self {
+        Self(None)
+    }
+
+    /// A named user (its uid and primary gid).
+    pub fn user(name: &str) -> io::Result<Self> {
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(user)) => Ok(Self(Some((user.uid.as_raw(), user.gid.as_raw())))),
+            Ok(None) => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no user named {name}"),
+            )),
+            Err(e) => Err(io::Error::from(e)),
+        }
+    }
+
+    fn ids(self) -> Option<(u32, u32)> {
+        self.0
+    }
+}
+
+/// Counts local redirects followed by one request.
+#[derive(Debug, Clone, Copy)]
+struct LocalRedirectHops(u8);
+
+/// Resolves the script a target names and runs it.
+async fn handle<B>(config: Arc<CgiConfig>, req: Request<B>, target: Target) -> Handled
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let method = req.method().clone();
+    let prefix = (config.mount_prefix)(req.extensions())
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .as_bytes()
+        .to_vec();
+    let mut script_name = prefix;
+    script_name.extend(resolve::script_name(&target.dir, &target.script));
+    let shown = String::from_utf8_lossy(&script_name).into_owned();
+    let file = fs_path(&config.root, &target.dir, &target.script);
+    let (program, args, script_file) = match script_file(file, config.interpreter.is_some()) {
+        ScriptFile::Missing => {
+            return page(
+                StatusCode::NOT_FOUND,
+                &format!("No such CGI script ('{shown}')"),
+                &method,
+            );
+        }
+        ScriptFile::NotAFile => {
+            return page(
+                StatusCode::FORBIDDEN,
+                &format!("CGI script is not a plain file ('{shown}')"),
+                &method,
+            );
+        }
+        ScriptFile::NotExecutable => {
+            return page(
+                StatusCode::FORBIDDEN,
+                &format!("CGI script is not executable ('{shown}')"),
+                &method,
+            );
+        }
+        ScriptFile::Executable(path) => (path.clone(), Vec::new(), path),
+        ScriptFile::Python(path) => {
+            let interpreter = config
+                .interpreter
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("python3"));
+            (interpreter, vec![path.clone().into_os_string()], path)
+        }
+    };
+    let path_translated = (!target.path_info.is_empty())
+        .then(|| resolve::translated(&config.root, &target.path_info));
+    let prepared = Prepared {
+        program,
+        args,
+        script_file,
+        script_name,
+        path_info: target.path_info,
+        path_translated,
+        nph: target.script.starts_with(b"nph-"),
+        display_name: shown.into(),
+    };
+    run_script(config, req, prepared).await
+}
+
+/// Applies [`Cgi`] to a service.
+#[derive(Debug, Clone)]
+pub struct CgiLayer {
+    config: Arc<CgiConfig>,
+}
+
+impl CgiLayer {
+    /// Runs the scripts in `config`'s CGI directories.
+    pub fn new(config: CgiConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for CgiLayer {
+    type Service = Cgi<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Cgi {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Sends requests under the CGI directories to their scripts and the rest to the inner
+/// service.
+#[derive(Debug, Clone)]
+pub struct Cgi<S> {
+    inner: S,
+    config: Arc<CgiConfig>,
+}
+
+impl<S> Cgi<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn cgi_target(config: &CgiConfig, collapsed: &Collapsed) -> Option<Target> {
+    if config.directories.is_empty() {
+        return None;
+    }
+    resolve::target(collapsed, &config.directories, &config.root)
+}
+
+/// The boxed future of a script run. Running a process dwarfs an allocation, and the
+/// local-redirect recursion needs the indirection.
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, ResBody> tower_service::Service<Request<B>> for Cgi<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Body + Default + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    ResBody: Send + 'static,
+{
+    type Response = Response<Either<ResBody, CgiBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let Some(target) = cgi_target(&self.config, &collapse(req.uri().path())) else {
+            if req.method() == Method::POST {
+                let res = run::page(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "Can only POST to CGI scripts",
+                    req.method(),
+                );
+                if let Handled::Response(res) = res {
+                    return ResponseFuture::ready(res);
+                }
+            }
+            return ResponseFuture::inner(self.inner.call(req));
+        };
+        // The readied service serves any redirect; a clone stays for the next call.
+        let inner = self.inner.clone();
+        let this = Cgi {
+            inner: std::mem::replace(&mut self.inner, inner),
+            config: self.config.clone(),
+        };
+        ResponseFuture::boxed(Box::pin(run_layer(this, req, target)))
+    }
+}
+
+/// Runs a script for [`Cgi`], following its local redirects through the layer itself.
+async fn run_layer<S, B, ResBody>(
+    mut this: Cgi<S>,
+    req: Request<B>,
+    target: Target,
+) -> Result<Response<Either<ResBody, CgiBody>>, S::Error>
+where
+    S: tower_service::Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Body + Default + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    ResBody: Send + 'static,
+{
+    let hops = req
+        .extensions()
+        .get::<LocalRedirectHops>()
+        .map_or(0, |h| h.0);
+    let mut extensions = req.extensions().clone();
+    let version = req.version();
+    let host = req.headers().get(http::header::HOST).cloned();
+    let method = req.method().clone();
+    match handle(this.config.clone(), req, target).await {
+        Handled::Response(res) => Ok(res.map(Either::Right)),
+        Handled::LocalRedirect(location) => {
+            if hops >= this.config.max_local_redirects {
+                return Ok(redirect_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Too many CGI local redirects",
+                    &method,
+                ));
+            }
+            let Ok(uri) = location.parse::<Uri>() else {
+                return Ok(redirect_page(
+                    StatusCode::BAD_GATEWAY,
+                    "CGI script sent an invalid Location",
+                    &method,
+                ));
+            };
+            // RFC 3875 §6.2.2: the server serves the new path as a GET of its own.
+            let mut next = Request::new(B::default());
+            *next.uri_mut() = uri;
+            *next.version_mut() = version;
+            if method == Method::HEAD {
+                *next.method_mut() = Method::HEAD;
+            }
+            if let Some(host) = host {
+                next.headers_mut().insert(http::header::HOST, host);
+            }
+            extensions.insert(LocalRedirectHops(hops + 1));
+            *next.extensions_mut() = extensions;
+            std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut this, cx)).await?;
+            tower_service::Service::call(&mut this, next).await
+        }
+    }
+}
+
+fn redirect_page<ResBody>(
+    status: StatusCode,
+    message: &str,
+    method: &Method,
+) -> Response<Either<ResBody, CgiBody>> {
+    httpserve_core::error_response(status, message, method).map(|b| Either::Right(CgiBody::page(b)))
+}
+
+pin_project! {
+    /// The future of [`Cgi`].
+    pub struct ResponseFuture<F, ResBody, E> {
+        #[pin]
+        state: State<F, ResBody, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, ResBody, E> {
+        Inner { #[pin] future: F },
+        Script { future: BoxFuture<Result<Response<Either<ResBody, CgiBody>>, E>> },
+        Ready { response: Option<Response<CgiBody>> },
+    }
+}
+
+impl<F, ResBody, E> std::fmt::Debug for ResponseFuture<F, ResBody, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, ResBody, E> ResponseFuture<F, ResBody, E> {
+    fn inner(future: F) -> Self {
+        Self {
+            state: State::Inner { future },
+        }
+    }
+
+    fn boxed(future: BoxFuture<Result<Response<Either<ResBody, CgiBody>>, E>>) -> Self {
+        Self {
+            state: State::Script { future },
+        }
+    }
+
+    fn ready(response: Response<CgiBody>) -> Self {
+        Self {
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F, ResBody, E>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<Either<ResBody, CgiBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future } => {
+                Poll::Ready(Ok(ready!(future.poll(cx))?.map(Either::Left)))
+            }
+            StateProj::Script { future } => future.as_mut().poll(cx),
+            StateProj::Ready { response } => match response.take() {
+                Some(res) => Poll::Ready(Ok(res.map(Either::Right))),
+                None => panic!("ResponseFuture polled after completion"),
+            },
+        }
+    }
+}
+
+/// Every request path below the mount point names a script in one directory: for
+/// `Router::nest_service("/cgi-bin", CgiService::new(CgiConfig::new("scripts")))`.
+#[derive(Debug, Clone)]
+pub struct CgiService {
+    config: Arc<CgiConfig>,
+}
+
+impl CgiService {
+    /// Runs the scripts in `config.root()`.
+    pub fn new(config: CgiConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The future of [`CgiService`].
+pub type CgiFuture = BoxFuture<Result<Response<CgiBody>, Infallible>>;
+
+impl<B> tower_service::Service<Request<B>> for CgiService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<CgiBody>;
+    type Error = Infallible;
+    type Future = CgiFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let config = self.config.clone();
+        Box::pin(async move {
+            let collapsed = collapse(req.uri().path());
+            let target = resolve::target(&collapsed, &[], &config.root).unwrap_or(Target {
+                dir: Vec::new(),
+                script: Vec::new(),
+                path_info: Vec::new(),
+            });
+            let method = req.method().clone();
+            Ok(match handle(config, req, target).await {
+                Handled::Response(res) => res,
+                // Outside an app the path cannot be served here: let the client follow it.
+                Handled::LocalRedirect(location) => {
+                    let mut res = Response::new(CgiBody::empty());
+                    *res.status_mut() = StatusCode::FOUND;
+                    if let Ok(value) = http::HeaderValue::try_from(location) {
+                        res.headers_mut().insert(http::header::LOCATION, value);
+                    }
+                    if method == Method::HEAD {
+                        res.headers_mut().insert(
+                            http::header::CONTENT_LENGTH,
+                            http::HeaderValue::from_static("0"),
+                        );
+                    }
+                    res
+                }
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

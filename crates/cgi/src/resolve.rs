@@ -1,0 +1,318 @@
+//! Which script a request names, the way Python's `CGIHTTPRequestHandler` finds it.
+
+use percent_encoding::percent_decode_str;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// A request path after Python's `_url_collapse_path`: percent-decoded, `.`/`..`/empty
+/// segments resolved (never above the root), and whether it ended in `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Collapsed {
+    pub(crate) segments: Vec<Vec<u8>>,
+    pub(crate) trailing_slash: bool,
+}
+
+/// Collapses a request path (no query). The query is taken from the raw URI instead, so
+/// an encoded `%3F` stays part of the path (Python turns it into a query separator).
+pub(crate) fn collapse(uri_path: &str) -> Collapsed {
+    let decoded: Vec<u8> = percent_decode_str(uri_path).collect();
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in decoded.split(|&b| b == b'/') {
+        trailing_slash = false;
+        match segment {
+            b"" | b"." => trailing_slash = true,
+            b".." => {
+                segments.pop();
+                trailing_slash = true;
+            }
+            other => segments.push(other.to_vec()),
+        }
+    }
+    // "/a/b" splits into "", "a", "b": the leading "" set the flag, "b" cleared it.
+    Collapsed {
+        segments,
+        trailing_slash,
+    }
+}
+
+/// Where a CGI request points, before the filesystem is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// The segments of the CGI directory (possibly nested) holding the script.
+    pub(crate) dir: Vec<Vec<u8>>,
+    /// The script's file name (empty for `/cgi-bin/`).
+    pub(crate) script: Vec<u8>,
+    /// The decoded extra path after the script, `""` or starting with `/`.
+    pub(crate) path_info: Vec<u8>,
+}
+
+/// Splits a collapsed path into CGI directory, script and PATH_INFO when it lies in one
+/// of `directories` (each like `/cgi-bin`; top-level or nested, case-sensitive, and the
+/// path must continue after it with a `/`, so `/cgi-bin` itself is not CGI). The
+/// directory walk descends into existing subdirectories as Python does (bpo-21323).
+/// `directories` empty means every path is CGI (a service mounted on a script directory).
+pub(crate) fn target(
+    collapsed: &Collapsed,
+    directories: &[Vec<Vec<u8>>],
+    root: &Path,
+) -> Option<Target> {
+    let segs = &collapsed.segments;
+    let dir_len = if directories.is_empty() {
+        0
+    } else {
+        directories
+            .iter()
+            .filter(|dir| {
+                segs.starts_with(dir)
+                    && (segs.len() > dir.len()
+                        || (segs.len() == dir.len() && collapsed.trailing_slash))
+            })
+            .map(Vec::len)
+            .min()?
+    };
+    let mut dir: Vec<Vec<u8>> = segs[..dir_len].to_vec();
+    let mut rest: &[Vec<u8>] = &segs[dir_len..];
+    // Descend while the next segment is a directory and something follows it.
+    while let Some((first, tail)) = rest.split_first() {
+        if tail.is_empty() && !collapsed.trailing_slash {
+            break;
+        }
+        if !fs_path(root, &dir, first).is_dir() {
+            break;
+        }
+        dir.push(first.clone());
+        rest = tail;
+    }
+    let (script, path_info) = match rest.split_first() {
+        None => (Vec::new(), Vec::new()),
+        Some((script, tail)) => {
+            let mut info = Vec::new();
+            for seg in tail {
+                info.push(b'/');
+                info.extend_from_slice(seg);
+            }
+            if collapsed.trailing_slash {
+                info.push(b'/');
+            }
+            (script.clone(), info)
+        }
+    };
+    Some(Target {
+        dir,
+        script,
+        path_info,
+    })
+}
+
+/// `root/dir…/name` on disk.
+pub(crate) fn fs_path(root: &Path, dir: &[Vec<u8>], name: &[u8]) -> PathBuf {
+    let mut path = root.to_path_buf();
+    for seg in dir {
+        path.push(OsStr::from_bytes(seg));
+    }
+    if !name.is_empty() {
+        path.push(OsStr::from_bytes(name));
+    }
+    path
+}
+
+/// The URL path of the script: `/dir…/script`, decoded, as SCRIPT_NAME wants it.
+pub(crate) fn script_name(dir: &[Vec<u8>], script: &[u8]) -> Vec<u8> {
+    let mut name = Vec::new();
+    for seg in dir {
+        name.push(b'/');
+        name.extend_from_slice(seg);
+    }
+    name.push(b'/');
+    name.extend_from_slice(script);
+    name
+}
+
+/// What the filesystem says about a target script.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ScriptFile {
+    /// Executable: run it directly.
+    Executable(PathBuf),
+    /// A non-executable `.py`: run it with the interpreter.
+    Python(PathBuf),
+    /// Missing.
+    Missing,
+    /// Exists but is not a regular file (a directory, for `/cgi-bin/`).
+    NotAFile,
+    /// A regular file without execute permission.
+    NotExecutable,
+}
+
+/// Classifies the script file (following symlinks, as Python's `os.path.isfile`).
+pub(crate) fn script_file(path: PathBuf, python_allowed: bool) -> ScriptFile {
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return ScriptFile::Missing;
+    };
+    if !meta.is_file() {
+        return ScriptFile::NotAFile;
+    }
+    if meta.permissions().mode() & 0o111 != 0 {
+        return ScriptFile::Executable(path);
+    }
+    let is_py = path.extension().is_some_and(|e| e == "py" || e == "pyw");
+    if is_py && python_allowed {
+        ScriptFile::Python(path)
+    } else {
+        ScriptFile::NotExecutable
+    }
+}
+
+/// `PATH_TRANSLATED`: the decoded PATH_INFO mapped below `root` like a static path
+/// (no second percent-decoding; `..` never climbs above `root`).
+pub(crate) fn translated(root: &Path, path_info: &[u8]) -> PathBuf {
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for seg in path_info.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut path = root.to_path_buf();
+    for seg in segments {
+        path.push(OsStr::from_bytes(seg));
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(p: &str) -> (Vec<String>, bool) {
+        let c = collapse(p);
+        (
+            c.segments
+                .iter()
+                .map(|s| String::from_utf8(s.clone()).unwrap())
+                .collect(),
+            c.trailing_slash,
+        )
+    }
+
+    #[test]
+    fn collapse_matches_pythons_vectors() {
+        // test_url_collapse_path in CPython, in segment form.
+        assert_eq!(c("/"), (vec![], true));
+        assert_eq!(c(""), (vec![], true));
+        assert_eq!(
+            c("/a/b/c/../d"),
+            (vec!["a".into(), "b".into(), "d".into()], false)
+        );
+        assert_eq!(c("/a/b/c/../d/e/../../../../f"), (vec!["f".into()], false));
+        assert_eq!(c("/a/b/"), (vec!["a".into(), "b".into()], true));
+        assert_eq!(c("/a/b/."), (vec!["a".into(), "b".into()], true));
+        assert_eq!(c("/a/b/.."), (vec!["a".into()], true));
+        assert_eq!(
+            c("/cgi-bin%2ffile1.py"),
+            (vec!["cgi-bin".into(), "file1.py".into()], false)
+        );
+        // Above the root is clamped, as for static files (Python drops the connection).
+        assert_eq!(
+            c("/../../cgi-bin/x"),
+            (vec!["cgi-bin".into(), "x".into()], false)
+        );
+        assert_eq!(
+            c("//cgi-bin//x"),
+            (vec!["cgi-bin".into(), "x".into()], false)
+        );
+    }
+
+    fn dirs() -> Vec<Vec<Vec<u8>>> {
+        vec![vec![b"cgi-bin".to_vec()], vec![b"htbin".to_vec()]]
+    }
+
+    fn t(root: &Path, p: &str) -> Option<(String, String, String)> {
+        target(&collapse(p), &dirs(), root).map(|t| {
+            (
+                String::from_utf8(script_name(&t.dir, &[])).unwrap(),
+                String::from_utf8(t.script).unwrap(),
+                String::from_utf8(t.path_info).unwrap(),
+            )
+        })
+    }
+
+    #[test]
+    fn only_cgi_directories_followed_by_a_slash_are_cgi() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        assert_eq!(t(r, "/cgi-bin"), None);
+        assert_eq!(t(r, "/cgi-binx/x.py"), None);
+        assert_eq!(t(r, "/CGI-BIN/x"), None);
+        assert_eq!(t(r, "/other/cgi-bin/o.py"), None);
+        assert_eq!(
+            t(r, "/cgi-bin/").unwrap(),
+            ("/cgi-bin/".into(), "".into(), "".into())
+        );
+        assert_eq!(
+            t(r, "/htbin/x").unwrap(),
+            ("/htbin/".into(), "x".into(), "".into())
+        );
+        assert_eq!(t(r, "/htbin/../cgi-bin/x").unwrap().1, "x");
+        assert_eq!(t(r, "/cgi-bin/../plain.txt"), None);
+    }
+
+    #[test]
+    fn script_and_path_info_split_after_the_deepest_directory() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("cgi-bin/sub/deeper")).unwrap();
+        let r = d.path();
+        assert_eq!(
+            t(r, "/cgi-bin/x.py/extra/path").unwrap(),
+            ("/cgi-bin/".into(), "x.py".into(), "/extra/path".into())
+        );
+        assert_eq!(
+            t(r, "/cgi-bin/sub/deeper/nested.py/pi/x").unwrap(),
+            (
+                "/cgi-bin/sub/deeper/".into(),
+                "nested.py".into(),
+                "/pi/x".into()
+            )
+        );
+        assert_eq!(t(r, "/cgi-bin/x.py/").unwrap().2, "/");
+        assert_eq!(
+            t(r, "/cgi-bin/sub/").unwrap(),
+            ("/cgi-bin/sub/".into(), "".into(), "".into())
+        );
+        // PATH_INFO is decoded once (Python decodes it twice).
+        assert_eq!(t(r, "/cgi-bin/x/a%2520b").unwrap().2, "/a%20b");
+    }
+
+    #[test]
+    fn classifies_script_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::write(p.join("run"), "").unwrap();
+        std::fs::set_permissions(p.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(p.join("plain.py"), "").unwrap();
+        std::fs::write(p.join("plain.txt"), "").unwrap();
+        assert_eq!(
+            script_file(p.join("run"), true),
+            ScriptFile::Executable(p.join("run"))
+        );
+        assert_eq!(
+            script_file(p.join("plain.py"), true),
+            ScriptFile::Python(p.join("plain.py"))
+        );
+        assert_eq!(
+            script_file(p.join("plain.py"), false),
+            ScriptFile::NotExecutable
+        );
+        assert_eq!(
+            script_file(p.join("plain.txt"), true),
+            ScriptFile::NotExecutable
+        );
+        assert_eq!(script_file(p.to_path_buf(), true), ScriptFile::NotAFile);
+        assert_eq!(script_file(p.join("missing"), true), ScriptFile::Missing);
+    }
+}

@@ -1,0 +1,326 @@
+//! Running one script: spawn it, stream the request body to its stdin, read its header
+//! block, then stream its stdout to the client.
+
+use crate::CgiConfig;
+use crate::body::{CgiBody, ScriptGuard};
+use crate::env::{EnvInput, build_env};
+use crate::head::{find_head_end, parse_head};
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use httpserve_core::{LocalAddr, error_response};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, Command};
+use tokio::time::Instant;
+
+/// What running a script produced.
+#[derive(Debug)]
+pub(crate) enum Handled {
+    /// A response for the client.
+    Response(Response<CgiBody>),
+    /// A local redirect (RFC 3875 §6.2.2): serve this `path?query` instead.
+    LocalRedirect(String),
+}
+
+/// A script ready to run.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) script_file: PathBuf,
+    pub(crate) script_name: Vec<u8>,
+    pub(crate) path_info: Vec<u8>,
+    pub(crate) path_translated: Option<PathBuf>,
+    pub(crate) nph: bool,
+    pub(crate) display_name: Arc<str>,
+}
+
+pub(crate) fn page(status: StatusCode, message: &str, method: &Method) -> Handled {
+    Handled::Response(error_response(status, message, method).map(CgiBody::page))
+}
+
+/// How the request body reaches the script.
+enum Input<B> {
+    None,
+    Stream(B),
+    Buffered(Bytes),
+}
+
+pub(crate) async fn run_script<B>(
+    config: Arc<CgiConfig>,
+    req: Request<B>,
+    script: Prepared,
+) -> Handled
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let deadline = started + config.timeout;
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+
+    // The body: streamed when its length is declared; a chunked one is buffered up to a
+    // limit so CONTENT_LENGTH can be set (RFC 3875 §4.1.2).
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (input, content_length) = match declared {
+        Some(0) => (Input::None, Some(0)),
+        Some(n) => (Input::Stream(body), Some(n)),
+        None if body.is_end_stream() => (Input::None, None),
+        None => {
+            let limited = Limited::new(body, config.max_buffered_body);
+            match tokio::time::timeout(config.idle_timeout, limited.collect()).await {
+                Ok(Ok(collected)) => {
+                    let bytes = collected.to_bytes();
+                    let len = bytes.len() as u64;
+                    (Input::Buffered(bytes), Some(len))
+                }
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                    return page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Request body too large for a CGI script",
+                        &method,
+                    );
+                }
+                Ok(Err(_)) => {
+                    return page(
+                        StatusCode::BAD_REQUEST,
+                        "Request body could not be read",
+                        &method,
+                    );
+                }
+                Err(_) => {
+                    return page(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "Request body timed out",
+                        &method,
+                    );
+                }
+            }
+        }
+    };
+
+    let query = parts.uri.query().unwrap_or("");
+    let request_uri = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let env = build_env(&EnvInput {
+        method: &parts.method,
+        version: parts.version,
+        headers: &parts.headers,
+        request_uri,
+        query,
+        script_name: &script.script_name,
+        script_filename: &script.script_file,
+        path_info: &script.path_info,
+        path_translated: script.path_translated.as_deref(),
+        client: (config.client_addr)(&parts.extensions),
+        local: parts.extensions.get::<LocalAddr>().map(|l| l.0),
+        content_length,
+        server_software: &config.server_software,
+        pass_env: &config.pass_env,
+    });
+
+    let mut cmd = Command::new(&script.program);
+    cmd.args(&script.args)
+        .env_clear()
+        .envs(env)
+        .stdin(match input {
+            Input::None => Stdio::null(),
+            _ => Stdio::piped(),
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group, so everything it starts can be killed with it.
+        .process_group(0);
+    if let Some(dir) = script.script_file.parent() {
+        cmd.current_dir(dir);
+    }
+    if let Some((uid, gid)) = config.run_as.ids() {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            // ENOEXEC, EACCES, …: say so in the log, never show the script to the client.
+            tracing::error!(target: "httpserve::cgi", script = %script.display_name, "cannot run CGI script: {e}");
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "CGI script could not be run",
+                &method,
+            );
+        }
+    };
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let stdin_task = match (input, stdin) {
+        (Input::Stream(body), Some(stdin)) => {
+            Some(tokio::spawn(pump_body(body, stdin, config.idle_timeout)))
+        }
+        (Input::Buffered(bytes), Some(mut stdin)) => Some(tokio::spawn(async move {
+            let _ = stdin.write_all(&bytes).await;
+        })),
+        _ => None,
+    };
+    if let Some(stderr) = stderr {
+        tokio::spawn(log_stderr(stderr, script.display_name.clone()));
+    }
+    let guard = ScriptGuard::new(child, stdin_task, script.display_name.clone(), deadline);
+    let Some(mut stdout) = stdout else {
+        return page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "CGI script could not be run",
+            &method,
+        );
+    };
+
+    // The header block: bounded in size and in time.
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let head_end = loop {
+        if let Some(end) = find_head_end(&buf) {
+            break end;
+        }
+        if buf.len() >= config.max_header_bytes {
+            tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "header block over {} bytes", config.max_header_bytes);
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "CGI script sent too large a header block",
+                &method,
+            );
+        }
+        let wait_until = deadline.min(Instant::now() + config.idle_timeout);
+        let want = (config.max_header_bytes - buf.len()).min(8 * 1024);
+        buf.reserve(want);
+        let mut limited = (&mut stdout).take(want as u64);
+        match tokio::time::timeout_at(wait_until, limited.read_buf(&mut buf)).await {
+            Err(_) => {
+                tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "timed out before sending headers");
+                return page(StatusCode::GATEWAY_TIMEOUT, "CGI script timed out", &method);
+            }
+            Ok(Ok(0)) => {
+                tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "ended without a complete header block");
+                guard.finish();
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    "CGI script sent no valid response",
+                    &method,
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "reading its output: {e}");
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    "CGI script sent no valid response",
+                    &method,
+                );
+            }
+        }
+    };
+    let leftover = buf.split_off(head_end).freeze();
+    let head = match parse_head(&buf, script.nph, config.max_header_fields) {
+        Ok(head) => head,
+        Err(e) => {
+            tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "bad header block: {e}");
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "CGI script sent a malformed header block",
+                &method,
+            );
+        }
+    };
+
+    if !script.nph
+        && head.status.is_none()
+        && let Some(location) = head.location.as_deref()
+        && location.starts_with('/')
+        && !location.starts_with("//")
+    {
+        guard.finish();
+        return Handled::LocalRedirect(location.to_owned());
+    }
+    let status = match (head.status, head.location.is_some(), head.has_content_type) {
+        (Some(status), _, _) => status,
+        (None, true, _) => StatusCode::FOUND,
+        (None, false, true) => StatusCode::OK,
+        (None, false, false) => {
+            tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "no Status, Location or Content-Type");
+            guard.finish();
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "CGI script sent no Content-Type",
+                &method,
+            );
+        }
+    };
+    // A client redirect without a document (RFC 3875 §6.2.3) has no body.
+    let bodiless = head.status.is_none() && head.location.is_some() && !head.has_content_type;
+    let body = if method == Method::HEAD || bodiless {
+        guard.finish();
+        CgiBody::empty()
+    } else {
+        CgiBody::stream(stdout, leftover, guard, config.idle_timeout, deadline)
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    for (name, value) in head.headers {
+        res.headers_mut().append(name, value);
+    }
+    if bodiless {
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    Handled::Response(res)
+}
+
+/// Copies the request body to the script's stdin with backpressure; stops quietly when
+/// the script stops reading or the body goes idle.
+async fn pump_body<B>(body: B, mut stdin: ChildStdin, idle: std::time::Duration)
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    loop {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout(idle, body.frame()).await else {
+            return;
+        };
+        if let Ok(mut data) = frame.into_data() {
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                if stdin.write_all(chunk).await.is_err() {
+                    return;
+                }
+                let n = chunk.len();
+                data.advance(n);
+            }
+        }
+    }
+}
+
+/// Logs the script's stderr line by line (each line at most 4 KiB) under `httpserve::cgi`.
+async fn log_stderr(stderr: tokio::process::ChildStderr, name: Arc<str>) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let mut limited = (&mut reader).take(4096);
+        match limited.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                tracing::warn!(target: "httpserve::cgi", script = %name, "stderr: {}", text.trim_end());
+            }
+        }
+    }
+}
