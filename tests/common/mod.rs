@@ -32,6 +32,17 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// The CGI test program `cgi-helper` (crates/cgi-helper), built beside `httpserve`.
+pub fn cgi_helper() -> PathBuf {
+    let bin = binary().with_file_name("cgi-helper");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
 /// A running server process, killed when dropped.
 pub struct Server {
     child: Child,
@@ -221,19 +232,28 @@ impl Response {
                 String::from_utf8_lossy(raw)
             ),
         };
+        let headers: Vec<(String, String)> = res
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let chunked = headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+        let rest = &raw[head_len..];
         Response {
             status: res.code.unwrap_or(0),
-            headers: res
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
-            body: raw[head_len..].to_vec(),
+            headers,
+            body: if chunked {
+                dechunk(rest)
+            } else {
+                rest.to_vec()
+            },
             raw: raw.to_vec(),
         }
     }
@@ -259,6 +279,32 @@ impl Response {
             .filter(|l| l.starts_with("<li>"))
             .map(str::to_owned)
             .collect()
+    }
+}
+
+/// Decodes a chunked body as far as it is complete (a body cut short decodes to what
+/// arrived; `raw` shows whether the final `0` chunk came).
+pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size_text = String::from_utf8_lossy(&data[..eol]).into_owned();
+        let size_hex = size_text.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_hex, 16) else {
+            return out;
+        };
+        data = &data[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        let take = size.min(data.len());
+        out.extend_from_slice(&data[..take]);
+        if data.len() < size + 2 {
+            return out;
+        }
+        data = &data[size + 2..];
     }
 }
 

@@ -24,6 +24,7 @@ fn pattern(i: usize) -> u8 {
 fn main() {
     let path_info = std::env::var("PATH_INFO").unwrap_or_default();
     let query = std::env::var("QUERY_STRING").unwrap_or_default();
+    let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let argv0 = std::env::args().next().unwrap_or_default();
     let is_nph = std::path::Path::new(&argv0)
         .file_name()
@@ -109,13 +110,13 @@ fn main() {
         ),
         "local-redirect" => {
             let to = if query.is_empty() {
-                "/cgi-bin/cgi-helper/env?from=redirect"
+                format!("{script_name}/env?from=redirect")
             } else {
-                &query
+                query
             };
             write!(out, "Location: {to}\n\n")
         }
-        "redirect-loop" => write!(out, "Location: /cgi-bin/cgi-helper/redirect-loop\n\n"),
+        "redirect-loop" => write!(out, "Location: {script_name}/redirect-loop\n\n"),
         "client-redirect" => write!(out, "Location: http://example.com/elsewhere\n\n"),
         "no-content-type" => write!(out, "X-Foo: bar\n\nbody without a type\n"),
         "no-headers" => std::process::exit(3),

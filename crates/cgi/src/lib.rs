@@ -315,7 +315,19 @@ where
                 &method,
             );
         }
-        ScriptFile::Executable(path) => (path.clone(), Vec::new(), path),
+        ScriptFile::Executable(path) => {
+            // execvp would hand a file that is neither a `#!` script nor a binary to
+            // /bin/sh (its ENOEXEC fallback); such a file is not a program, so refuse it.
+            if !looks_executable(&path) {
+                tracing::error!(target: "httpserve::cgi", script = %shown, "not a #! script or an ELF binary");
+                return page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "CGI script could not be run",
+                    &method,
+                );
+            }
+            (path.clone(), Vec::new(), path)
+        }
         ScriptFile::Python(path) => {
             let interpreter = config
                 .interpreter
@@ -337,6 +349,17 @@ where
         display_name: shown.into(),
     };
     run_script(config, req, prepared).await
+}
+
+/// Whether a file starts like something `execve` runs: `#!` or the ELF magic.
+fn looks_executable(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let n = file.read(&mut magic).unwrap_or(0);
+    magic[..n].starts_with(b"#!") || magic[..n] == *b"\x7fELF"
 }
 
 /// Applies [`Cgi`] to a service.

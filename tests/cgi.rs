@@ -1,0 +1,633 @@
+//! Black-box tests of `httpserve --cgi`: the built binary, a Rust CGI helper program
+//! (crates/cgi-helper), and a few shell and Python scripts, over loopback.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with a message
+
+mod common;
+
+use common::{Response, Server};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn write_script(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A document root with `cgi-bin/` (the helper as `h` and `nph-h`, shell and Python
+/// scripts), `htbin/`, a nested directory and a static file. Everything is world-readable:
+/// when the tests run as root, scripts run as `nobody`.
+fn fixture() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for dir in ["cgi-bin/sub", "htbin", "static"] {
+        std::fs::create_dir_all(p.join(dir)).unwrap();
+    }
+    for dir in [
+        p.to_path_buf(),
+        p.join("cgi-bin"),
+        p.join("cgi-bin/sub"),
+        p.join("htbin"),
+        p.join("static"),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for name in ["cgi-bin/h", "cgi-bin/nph-h", "cgi-bin/sub/h", "htbin/h"] {
+        std::fs::copy(common::cgi_helper(), p.join(name)).unwrap();
+        std::fs::set_permissions(p.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    write_script(
+        &p.join("cgi-bin/hello.sh"),
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello %s\\n' \"$QUERY_STRING\"\n",
+        0o755,
+    );
+    write_script(
+        &p.join("cgi-bin/uid.sh"),
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s\\n' \"$(id -u)\"\n",
+        0o755,
+    );
+    write_script(
+        &p.join("cgi-bin/head.sh"),
+        "#!/bin/sh\necho ran > \"$MARKER\"\nprintf 'Content-Type: text/plain\\nContent-Length: 5\\n\\nbody\\n'\n",
+        0o755,
+    );
+    write_script(
+        &p.join("cgi-bin/plain.py"),
+        "print('Content-Type: text/plain')\nprint()\nprint('python without x bit')\n",
+        0o644,
+    );
+    write_script(
+        &p.join("cgi-bin/noshebang"),
+        "this is the script's secret text\n",
+        0o755,
+    );
+    write_script(&p.join("cgi-bin/readme.txt"), "not a script\n", 0o644);
+    std::fs::write(p.join("static/page.txt"), "static page\n").unwrap();
+    d
+}
+
+fn cgi_server(d: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--cgi"];
+    args.extend_from_slice(extra);
+    Server::serve(d, &args)
+}
+
+/// `K=V` lines of the helper's `/env` dump.
+fn env_of(res: &Response) -> Vec<(String, String)> {
+    res.text()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+fn var<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn scripts_get_rfc_3875_variables_and_nothing_of_the_server() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let raw = format!(
+        "POST /cgi-bin/h/env/extra%20path?a=1&b=%20x HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\nX-Custom: yes\r\n\r\nabc",
+        server.port
+    );
+    let res = Response::parse(&server.raw(raw.as_bytes()));
+    assert_eq!(res.status, 200, "{}", res.text());
+    let env = env_of(&res);
+    let root = d.path().canonicalize().unwrap();
+    for (k, v) in [
+        ("GATEWAY_INTERFACE", "CGI/1.1".to_owned()),
+        (
+            "SERVER_SOFTWARE",
+            concat!("httpserve/", env!("CARGO_PKG_VERSION")).to_owned(),
+        ),
+        ("SERVER_PROTOCOL", "HTTP/1.1".to_owned()),
+        ("SERVER_NAME", "localhost".to_owned()),
+        ("SERVER_PORT", server.port.to_string()),
+        ("REQUEST_METHOD", "POST".to_owned()),
+        ("QUERY_STRING", "a=1&b=%20x".to_owned()),
+        ("SCRIPT_NAME", "/cgi-bin/h".to_owned()),
+        ("PATH_INFO", "/env/extra path".to_owned()),
+        (
+            "PATH_TRANSLATED",
+            root.join("env/extra path").display().to_string(),
+        ),
+        (
+            "SCRIPT_FILENAME",
+            root.join("cgi-bin/h").display().to_string(),
+        ),
+        ("REMOTE_ADDR", "127.0.0.1".to_owned()),
+        ("CONTENT_LENGTH", "3".to_owned()),
+        (
+            "CONTENT_TYPE",
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+        ("HTTP_X_CUSTOM", "yes".to_owned()),
+        ("ARGC", "1".to_owned()),
+    ] {
+        assert_eq!(var(&env, k), Some(v.as_str()), "{k} in {env:?}");
+    }
+    assert!(var(&env, "REMOTE_PORT").is_some_and(|p| p.parse::<u16>().is_ok()));
+    // Nothing of the server's own environment but PATH: the test runner's HOME and
+    // CARGO_* variables are in httpserve's environment, not in the script's.
+    assert!(std::env::var_os("HOME").is_some());
+    let allowed = |k: &str| {
+        k.starts_with("HTTP_")
+            || matches!(
+                k,
+                "ARGC"
+                    | "PATH"
+                    | "GATEWAY_INTERFACE"
+                    | "SERVER_SOFTWARE"
+                    | "SERVER_PROTOCOL"
+                    | "SERVER_NAME"
+                    | "SERVER_PORT"
+                    | "REQUEST_METHOD"
+                    | "REQUEST_URI"
+                    | "QUERY_STRING"
+                    | "SCRIPT_NAME"
+                    | "SCRIPT_FILENAME"
+                    | "PATH_INFO"
+                    | "PATH_TRANSLATED"
+                    | "REMOTE_ADDR"
+                    | "REMOTE_PORT"
+                    | "CONTENT_LENGTH"
+                    | "CONTENT_TYPE"
+            )
+    };
+    for (k, _) in &env {
+        assert!(allowed(k), "{k} leaked into the script's environment");
+    }
+    // --cgi-pass-env lets one through on purpose.
+    let server = cgi_server(d.path(), &["--cgi-pass-env", "HOME"]);
+    let env = env_of(&server.get("/cgi-bin/h/env"));
+    assert_eq!(
+        var(&env, "HOME").map(str::to_owned),
+        std::env::var("HOME").ok()
+    );
+}
+
+#[test]
+fn httpoxy_credentials_and_underscored_headers_never_reach_scripts() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let res = server.request(
+        "GET",
+        "/cgi-bin/h/env",
+        &[
+            ("Proxy", "http://evil.example:8080"),
+            ("Authorization", "Basic dXNlcjpzZWNyZXQ="),
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("X-Real-Ip", "10.1.1.1"),
+        ],
+    );
+    let env = env_of(&res);
+    assert_eq!(var(&env, "HTTP_PROXY"), None);
+    assert_eq!(var(&env, "HTTP_AUTHORIZATION"), None);
+    assert!(!res.text().contains("secret") && !res.text().contains("dXNlcjpzZWNyZXQ="));
+    assert_eq!(var(&env, "AUTH_TYPE"), Some("Basic"));
+    assert_eq!(var(&env, "REMOTE_USER"), Some("user"));
+    assert_eq!(var(&env, "HTTP_X_FORWARDED_FOR"), None);
+    assert_eq!(var(&env, "HTTP_X_REAL_IP"), Some("10.1.1.1"));
+}
+
+#[test]
+fn no_argv_from_the_query_string() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    // Python would run the script with argv[1] = "-s" (the PHP-CGI CVE-2012-1823 class).
+    let env = env_of(&server.get("/cgi-bin/h/env?-s"));
+    assert_eq!(var(&env, "ARGC"), Some("1"));
+    assert_eq!(var(&env, "QUERY_STRING"), Some("-s"));
+}
+
+#[test]
+fn status_and_redirects_follow_rfc_3875() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let res = server.get("/cgi-bin/h/status/418");
+    assert_eq!(res.status, 418);
+    assert_eq!(res.text(), "status 418\n");
+    let res = server.get("/cgi-bin/h/status/201");
+    assert_eq!(res.status, 201);
+    // Client redirect: an absolute Location without Status is a 302, no body.
+    let res = server.get("/cgi-bin/h/client-redirect");
+    assert_eq!(res.status, 302);
+    assert_eq!(res.header("location"), Some("http://example.com/elsewhere"));
+    assert!(res.body.is_empty());
+    // Local redirect: served again inside the server, to a script…
+    let res = server.get("/cgi-bin/h/local-redirect");
+    assert_eq!(res.status, 200);
+    let env = env_of(&res);
+    assert_eq!(var(&env, "QUERY_STRING"), Some("from=redirect"));
+    assert_eq!(var(&env, "REQUEST_METHOD"), Some("GET"));
+    // …or to a static file.
+    let res = server.get("/cgi-bin/h/local-redirect?/static/page.txt");
+    assert_eq!((res.status, res.text().as_str()), (200, "static page\n"));
+    // A loop is cut off.
+    assert_eq!(server.get("/cgi-bin/h/redirect-loop").status, 500);
+}
+
+#[test]
+fn bad_script_output_is_a_502_and_never_shown() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    for (mode, leak) in [
+        ("no-content-type", "body without a type"),
+        ("no-headers", ""),
+        ("huge-header", "xxxxxxxx"),
+        ("many-headers", "X-H999"),
+    ] {
+        let res = server.get(&format!("/cgi-bin/h/{mode}"));
+        assert_eq!(res.status, 502, "{mode}");
+        assert_eq!(
+            res.header("content-type"),
+            Some("text/html;charset=utf-8"),
+            "{mode}"
+        );
+        if !leak.is_empty() {
+            assert!(!res.text().contains(leak), "{mode} leaked script output");
+        }
+    }
+    // A file with the x bit but no interpreter line: ENOEXEC is a 500, the text stays hidden.
+    let res = server.get("/cgi-bin/noshebang");
+    assert_eq!(res.status, 500);
+    assert!(!res.text().contains("secret"));
+    // A non-zero exit after the headers: the output so far is delivered, the exit logged.
+    let res = Response::parse(&server.raw(
+        b"GET /cgi-bin/h/fail-after-headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ));
+    assert_eq!(res.status, 200);
+    assert!(res.raw.windows(7).any(|w| w == b"partial"));
+    assert!(
+        server.wait_for_stderr("CGI script exit code 3"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn nph_scripts_give_their_own_status_line() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let res = server.get("/cgi-bin/nph-h");
+    assert_eq!(res.status, 299);
+    assert_eq!(res.header("x-nph"), Some("yes"));
+    assert_eq!(res.text(), "nph body\n");
+}
+
+#[test]
+fn head_runs_the_script_and_sends_no_body() {
+    let d = fixture();
+    let marker = d.path().join("static/marker");
+    std::fs::set_permissions(
+        d.path().join("static"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(common::binary());
+    cmd.args([
+        "0",
+        "-b",
+        "127.0.0.1",
+        "--cgi",
+        "--cgi-pass-env",
+        "MARKER",
+        "-d",
+    ])
+    .arg(d.path())
+    .env("MARKER", &marker);
+    let server = Server::spawn(cmd);
+    let res = server.request("HEAD", "/cgi-bin/head.sh", &[]);
+    assert_eq!(res.status, 200);
+    assert!(res.body.is_empty());
+    assert_eq!(res.header("content-length"), Some("5"));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
+}
+
+#[test]
+fn python_and_shell_scripts_and_pythons_error_pages() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    assert_eq!(server.get("/cgi-bin/hello.sh?x=1").text(), "hello x=1\n");
+    // A .py without the x bit runs with the interpreter.
+    assert_eq!(
+        server.get("/cgi-bin/plain.py").text(),
+        "python without x bit\n"
+    );
+    let res = server.get("/cgi-bin/nope");
+    assert_eq!(res.status, 404);
+    assert!(res.text().contains("No such CGI script ('/cgi-bin/nope')"));
+    let res = server.get("/cgi-bin/readme.txt");
+    assert_eq!(res.status, 403);
+    assert!(
+        res.text()
+            .contains("CGI script is not executable ('/cgi-bin/readme.txt')")
+    );
+    for dir in ["/cgi-bin/", "/cgi-bin/sub"] {
+        let res = server.get(dir);
+        assert_eq!(res.status, 403, "{dir}");
+        assert!(
+            res.text().contains("CGI script is not a plain file"),
+            "{dir}"
+        );
+    }
+    assert_eq!(server.get("/cgi-bin").header("location"), Some("/cgi-bin/"));
+    let res = server.request("POST", "/static/page.txt", &[("Content-Length", "0")]);
+    assert_eq!(res.status, 501);
+    assert!(res.text().contains("Can only POST to CGI scripts"));
+    // Nested directories walk; the rest is PATH_INFO. /htbin is a CGI directory too.
+    let env = env_of(&server.get("/cgi-bin/sub/h/env/x"));
+    assert_eq!(var(&env, "SCRIPT_NAME"), Some("/cgi-bin/sub/h"));
+    assert_eq!(var(&env, "PATH_INFO"), Some("/env/x"));
+    assert_eq!(
+        var(&env_of(&server.get("/htbin/h/env")), "SCRIPT_NAME"),
+        Some("/htbin/h")
+    );
+    // Decoded before matching (CVE-2014-4650 class); case-sensitive; top level only.
+    assert_eq!(
+        var(&env_of(&server.get("/cgi-bin%2fh/env")), "SCRIPT_NAME"),
+        Some("/cgi-bin/h")
+    );
+    assert_eq!(server.get("/CGI-BIN/h").status, 404);
+    // The interpreter can be turned off.
+    let server = cgi_server(d.path(), &["--cgi-interpreter", "none"]);
+    assert_eq!(server.get("/cgi-bin/plain.py").status, 403);
+}
+
+#[test]
+fn scripts_run_as_nobody_when_the_server_is_root() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let uid = server.get("/cgi-bin/uid.sh").text();
+    let euid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout;
+    if String::from_utf8_lossy(&euid).trim() == "0" {
+        assert_eq!(uid.trim(), "65534");
+        let server = cgi_server(d.path(), &["--cgi-user", "root"]);
+        assert_eq!(server.get("/cgi-bin/uid.sh").text().trim(), "0");
+    } else {
+        assert_eq!(uid.trim(), String::from_utf8_lossy(&euid).trim());
+    }
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+    hash
+}
+
+#[test]
+fn a_20_mib_output_and_a_5_mib_upload_arrive_intact() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    for mode in ["big", "stream-big"] {
+        let res = server.get(&format!("/cgi-bin/h/{mode}/20"));
+        assert_eq!(res.status, 200, "{mode}");
+        let want: Vec<u8> = (0..20 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        if mode == "big" {
+            assert_eq!(res.header("content-length"), Some("20971520"));
+            assert_eq!(res.body.len(), want.len());
+            assert!(res.body == want, "{mode}: bytes differ");
+        } else {
+            // No Content-Length from the script: chunked; the raw body holds the chunks.
+            assert_eq!(res.header("transfer-encoding"), Some("chunked"));
+        }
+    }
+    let upload: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut stream = server.connect();
+    let head = format!(
+        "POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        upload.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&upload).unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    let res = Response::parse(&out);
+    assert_eq!(
+        res.text(),
+        format!("len={}\nfnv={:016x}\n", upload.len(), fnv1a(&upload))
+    );
+    // A chunked upload is buffered so CONTENT_LENGTH can be set.
+    let mut stream = server.connect();
+    stream
+        .write_all(b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    let res = Response::parse(&out);
+    assert!(
+        res.text()
+            .contains(&format!("len=11\nfnv={:016x}\n", fnv1a(b"hello world"))),
+        "{}",
+        res.text()
+    );
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; count it as gone only when reaped or dead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn wait_gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !pid_alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Starts `/cgi-bin/h/pid` and returns the open connection with the script's and its
+/// child's pids, read from the response head.
+fn start_pid_script(server: &Server) -> (std::net::TcpStream, u32, u32) {
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /cgi-bin/h/pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1);
+        buf.push(byte[0]);
+    }
+    let head = Response::parse(&buf);
+    let pid: u32 = head.header("x-pid").unwrap().parse().unwrap();
+    let child: u32 = head.header("x-grandchild-pid").unwrap().parse().unwrap();
+    assert!(pid_alive(pid) && child > 0 && pid_alive(child));
+    (stream, pid, child)
+}
+
+#[test]
+fn a_client_going_away_kills_the_script_and_its_children() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let (stream, pid, child) = start_pid_script(&server);
+    drop(stream);
+    assert!(wait_gone(pid), "script {pid} survived its client");
+    assert!(wait_gone(child), "the script's child {child} survived");
+}
+
+#[test]
+fn server_shutdown_kills_running_scripts() {
+    let d = fixture();
+    let mut server = cgi_server(d.path(), &["--shutdown-grace", "1"]);
+    let (_stream, pid, child) = start_pid_script(&server);
+    assert_eq!(server.signal_and_wait("TERM"), Some(0));
+    assert!(wait_gone(pid), "script {pid} survived shutdown");
+    assert!(
+        wait_gone(child),
+        "the script's child {child} survived shutdown"
+    );
+}
+
+#[test]
+fn timeouts_answer_504_and_cut_slow_bodies() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &["--cgi-idle-timeout", "1", "--cgi-timeout", "2"]);
+    let started = Instant::now();
+    let res = server.get("/cgi-bin/h/silent");
+    assert_eq!(res.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Headers came, then the 2 s deadline cut the 5 s body: the chunked body never ends.
+    let res = Response::parse(
+        &server
+            .raw(b"GET /cgi-bin/h/slow-body/50 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(res.status, 200);
+    assert!(
+        !res.raw.ends_with(b"0\r\n\r\n"),
+        "a cut body must not look complete"
+    );
+    assert!(res.text().contains("tick 0"));
+    assert!(!res.text().contains("tick 49"));
+}
+
+#[test]
+fn slow_scripts_do_not_block_other_requests() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let port = server.port;
+    let slow: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                s.write_all(
+                    b"GET /cgi-bin/h/sleep/3000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                )
+                .unwrap();
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+                (Instant::now(), out)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let fast_started = Instant::now();
+    assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
+    assert_eq!(server.get("/static/page.txt").status, 200);
+    let fast_done = Instant::now();
+    for handle in slow {
+        let (finished, out) = handle.join().unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("slept"));
+        // The fast requests were answered while the slow ones were still running.
+        assert!(
+            finished > fast_done,
+            "a slow script finished before the fast requests"
+        );
+    }
+    assert!(fast_done - fast_started < Duration::from_secs(3));
+}
+
+#[test]
+fn stderr_goes_to_the_log_not_the_client() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let res = server.get("/cgi-bin/h/stderr");
+    assert_eq!(res.text(), "see the log\n");
+    assert!(server.wait_for_stderr("oops from stderr"));
+    assert!(server.stderr().contains("/cgi-bin/h"));
+}
+
+#[test]
+fn keep_alive_survives_scripts_that_set_content_length() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let mut stream = server.connect();
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /cgi-bin/h/big/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1);
+            buf.push(byte[0]);
+        }
+        let head = Response::parse(&buf);
+        let len: usize = head.header("content-length").unwrap().parse().unwrap();
+        let mut body = vec![0; len];
+        stream.read_exact(&mut body).unwrap();
+        assert_eq!(len, 1024 * 1024);
+    }
+}
+
+#[test]
+fn no_zombies_are_left_behind() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    for _ in 0..10 {
+        assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
+        assert_eq!(server.get("/cgi-bin/h/no-headers").status, 502);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let zombies = zombie_children(server.pid());
+        if zombies.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "zombies: {zombies:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Pids of zombie processes whose parent is `parent`.
+fn zombie_children(parent: u32) -> Vec<u32> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit(')').next() else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&parent.to_string().as_str()) {
+            zombies.push(pid);
+        }
+    }
+    zombies
+}
