@@ -1,16 +1,25 @@
 //! CGI/1.1 (RFC 3875) for tower: Python's `--cgi` directory semantics, with the status
 //! codes, redirects, streaming, limits and hygiene Python's handler never had.
 //!
-//! ```no_run
-//! use axum::Router;
-//! use httpserve_cgi::{CgiConfig, CgiService};
+//! ```
+//! use httpserve_cgi::{CgiConfig, CgiService, RunAs};
+//! use http::{Request, StatusCode};
+//! use http_body_util::BodyExt;
+//! use std::os::unix::fs::PermissionsExt;
+//! use tower::ServiceExt;
 //!
-//! # async fn run() -> std::io::Result<()> {
-//! // Every script in ./scripts answers under /cgi-bin/: /cgi-bin/hello.py/extra?x=1 runs
-//! // ./scripts/hello.py with SCRIPT_NAME=/cgi-bin/hello.py and PATH_INFO=/extra.
-//! let app: Router = Router::new().nest_service("/cgi-bin", CgiService::new(CgiConfig::new("scripts")));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app).await
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let scripts = tempfile::tempdir().unwrap();
+//! let hello = scripts.path().join("hello.sh");
+//! std::fs::write(&hello, "#!/bin/sh\nprintf 'Status: 201 Created\\nContent-Type: text/plain\\n\\n%s' \"$PATH_INFO\"\n").unwrap();
+//! std::fs::set_permissions(&hello, std::fs::Permissions::from_mode(0o755)).unwrap();
+//!
+//! // Every path names a script in the directory; mount it with
+//! // `Router::nest_service("/cgi-bin", cgi)` in an axum app.
+//! let cgi = CgiService::new(CgiConfig::new(scripts.path()).run_as(RunAs::current_user()));
+//! let res = cgi.oneshot(Request::get("/hello.sh/extra").body(String::new()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::CREATED); // the script's own Status, unlike Python
+//! assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "/extra");
 //! # }
 //! ```
 //!

@@ -1,1 +1,190 @@
+use super::*;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use std::os::unix::fs::PermissionsExt;
+use tower::{ServiceExt, service_fn};
+use tower_layer::Layer;
 
+/// A document root with `cgi-bin/` holding shell scripts, readable by `nobody`.
+fn fixture() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("cgi-bin");
+    std::fs::create_dir(&bin).unwrap();
+    for dir in [d.path(), bin.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let scripts = [
+        (
+            "env.sh",
+            "printf 'Content-Type: text/plain\\n\\n'; printf 'SN=%s PI=%s QS=%s RM=%s\\n' \"$SCRIPT_NAME\" \"$PATH_INFO\" \"$QUERY_STRING\" \"$REQUEST_METHOD\"",
+        ),
+        (
+            "status.sh",
+            "printf 'Status: 404 Gone Fishing\\nContent-Type: text/plain\\n\\nnot here\\n'",
+        ),
+        ("local.sh", "printf 'Location: /static.txt\\n\\n'"),
+        (
+            "echo.sh",
+            "printf 'Content-Type: text/plain\\n\\n'; head -c \"$CONTENT_LENGTH\"",
+        ),
+    ];
+    for (name, body) in scripts {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    d
+}
+
+async fn text(
+    res: Response<impl http_body::Body<Data = bytes::Bytes, Error: std::fmt::Debug>>,
+) -> (StatusCode, String) {
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The layer over an inner service that answers "static" for everything.
+fn layered(
+    root: PathBuf,
+) -> Cgi<
+    impl tower_service::Service<
+        Request<Body>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send,
+> {
+    let inner = service_fn(|req: Request<Body>| async move {
+        Ok::<_, Infallible>(Response::new(format!("static {}", req.uri())))
+    });
+    CgiLayer::new(CgiConfig::new(root).run_as(RunAs::current_user())).layer(inner)
+}
+
+#[tokio::test]
+async fn the_layer_runs_scripts_and_passes_the_rest_on() {
+    let d = fixture();
+    let svc = layered(d.path().to_path_buf());
+    let res = svc
+        .clone()
+        .oneshot(
+            Request::get("/cgi-bin/env.sh/a/b?x=1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        text(res).await,
+        (
+            StatusCode::OK,
+            "SN=/cgi-bin/env.sh PI=/a/b QS=x=1 RM=GET\n".to_owned()
+        )
+    );
+    let res = svc
+        .clone()
+        .oneshot(Request::get("/other.txt").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(text(res).await.1, "static /other.txt");
+    let res = svc
+        .oneshot(Request::post("/other.txt").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
+}
+
+#[tokio::test]
+async fn status_header_sets_the_status() {
+    let d = fixture();
+    let res = layered(d.path().to_path_buf())
+        .oneshot(
+            Request::get("/cgi-bin/status.sh")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        text(res).await,
+        (StatusCode::NOT_FOUND, "not here\n".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn local_redirects_go_through_the_inner_service() {
+    let d = fixture();
+    let res = layered(d.path().to_path_buf())
+        .oneshot(
+            Request::get("/cgi-bin/local.sh")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        text(res).await,
+        (StatusCode::OK, "static /static.txt".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn post_bodies_reach_stdin() {
+    let d = fixture();
+    let req = Request::post("/cgi-bin/echo.sh")
+        .header("content-length", "5")
+        .body(Body::from("hello"))
+        .unwrap();
+    let res = layered(d.path().to_path_buf()).oneshot(req).await.unwrap();
+    assert_eq!(text(res).await, (StatusCode::OK, "hello".to_owned()));
+}
+
+#[tokio::test]
+async fn the_service_mounted_under_a_prefix_names_scripts_with_it() {
+    let d = fixture();
+    #[derive(Clone)]
+    struct Prefix(&'static str);
+    let svc = CgiService::new(
+        CgiConfig::new(d.path().join("cgi-bin"))
+            .run_as(RunAs::current_user())
+            .mount_prefix(|ext| ext.get::<Prefix>().map(|p| p.0)),
+    );
+    let mut req = Request::get("/env.sh/x").body(Body::empty()).unwrap();
+    req.extensions_mut().insert(Prefix("/scripts"));
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(text(res).await.1, "SN=/scripts/env.sh PI=/x QS= RM=GET\n");
+    // Outside an app, a local redirect becomes a client redirect.
+    let res = svc
+        .oneshot(Request::get("/local.sh").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(res.headers()["location"], "/static.txt");
+}
+
+#[tokio::test]
+async fn directories_are_configurable() {
+    let d = fixture();
+    std::fs::rename(d.path().join("cgi-bin"), d.path().join("scripts")).unwrap();
+    let inner = service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(String::from("static")))
+    });
+    let svc = CgiLayer::new(
+        CgiConfig::new(d.path())
+            .directories(["/scripts"])
+            .run_as(RunAs::current_user()),
+    )
+    .layer(inner);
+    let res = svc
+        .clone()
+        .oneshot(Request::get("/scripts/env.sh").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert!(text(res).await.1.starts_with("SN=/scripts/env.sh"));
+    let res = svc
+        .oneshot(Request::get("/cgi-bin/env.sh").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(text(res).await.1, "static");
+}
