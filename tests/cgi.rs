@@ -274,6 +274,8 @@ fn nph_scripts_give_their_own_status_line() {
     let server = cgi_server(d.path(), &[]);
     let res = server.get("/cgi-bin/nph-h");
     assert_eq!(res.status, 299);
+    // A code without a standard phrase keeps the script's own.
+    assert!(res.raw.starts_with(b"HTTP/1.1 299 Custom\r\n"));
     assert_eq!(res.header("x-nph"), Some("yes"));
     assert_eq!(res.text(), "nph body\n");
 }

@@ -7,6 +7,8 @@ use http::{HeaderName, HeaderValue, StatusCode};
 pub struct ScriptHead {
     /// The `Status` field (or an NPH script's status line).
     pub status: Option<StatusCode>,
+    /// The reason phrase that came with the status, if any (printable ASCII only).
+    pub reason: Option<String>,
     /// The `Location` field.
     pub location: Option<String>,
     /// Whether a `Content-Type` field was present.
@@ -76,6 +78,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 pub fn parse_head(block: &[u8], nph: bool, max_fields: usize) -> Result<ScriptHead, HeadError> {
     let mut head = ScriptHead {
         status: None,
+        reason: None,
         location: None,
         has_content_type: false,
         headers: Vec::new(),
@@ -87,6 +90,7 @@ pub fn parse_head(block: &[u8], nph: bool, max_fields: usize) -> Result<ScriptHe
     if nph {
         let line = lines.next().unwrap_or_default();
         head.status = Some(parse_status_line(line)?);
+        head.reason = reason_of(line.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default());
     }
     let mut fields = 0;
     for line in lines {
@@ -107,6 +111,7 @@ pub fn parse_head(block: &[u8], nph: bool, max_fields: usize) -> Result<ScriptHe
                 return Err(HeadError::BadStatus(lossy()));
             }
             head.status = Some(parse_status(value)?);
+            head.reason = reason_of(value.get(4..).unwrap_or_default());
             continue;
         }
         if is_hop_by_hop(&name) {
@@ -128,6 +133,13 @@ pub fn parse_head(block: &[u8], nph: bool, max_fields: usize) -> Result<ScriptHe
         head.headers.push((name, value));
     }
     Ok(head)
+}
+
+/// A reason phrase worth keeping: non-empty, printable ASCII and spaces.
+fn reason_of(text: &[u8]) -> Option<String> {
+    let text = text.trim_ascii();
+    (!text.is_empty() && text.iter().all(|&b| b == b' ' || b.is_ascii_graphic()))
+        .then(|| String::from_utf8_lossy(text).into_owned())
 }
 
 /// `Status: 404 Not Found` → 404 (the reason phrase is not used).
@@ -239,6 +251,7 @@ mod tests {
     fn nph_status_lines() {
         let head = parse_head(b"HTTP/1.1 201 Created\nContent-Type: text/plain", true, 10).unwrap();
         assert_eq!(head.status, Some(StatusCode::CREATED));
+        assert_eq!(head.reason.as_deref(), Some("Created"));
         assert_eq!(
             parse_head(b"HTTP/1.0 204\n", true, 10).unwrap().status,
             Some(StatusCode::NO_CONTENT)

@@ -9,7 +9,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
-use httpserve_core::{LocalAddr, error_response};
+use httpserve_core::{LocalAddr, ReasonPhrase, error_response};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -273,6 +273,11 @@ where
     };
     let mut res = Response::new(body);
     *res.status_mut() = status;
+    if status.canonical_reason().is_none()
+        && let Some(reason) = head.reason
+    {
+        res.extensions_mut().insert(ReasonPhrase(reason.into()));
+    }
     for (name, value) in head.headers {
         res.headers_mut().append(name, value);
     }

@@ -38,6 +38,12 @@ pub type PageBody = http_body_util::Full<bytes::Bytes>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalAddr(pub std::net::SocketAddr);
 
+/// A reason phrase for a response whose status code has no standard one (a CGI script's
+/// `Status: 299 Custom`), stored in the response's extensions; httpserve's server loop
+/// writes it on the status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonPhrase(pub Box<str>);
+
 /// Whether a method is one that the static layers answer (`GET` or `HEAD`).
 pub fn is_get_or_head(method: &http::Method) -> bool {
     method == http::Method::GET || method == http::Method::HEAD

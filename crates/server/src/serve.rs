@@ -104,6 +104,20 @@ fn bind_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Status codes without a standard reason phrase (a CGI script's `299`) get the one the
+/// response carries, else `Unknown`, instead of hyper's `<none>`.
+fn with_reason_phrase(mut res: axum::response::Response) -> axum::response::Response {
+    if res.status().canonical_reason().is_none() {
+        let phrase = res
+            .extensions()
+            .get::<httpserve_core::ReasonPhrase>()
+            .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.0.as_bytes().to_vec()).ok())
+            .unwrap_or_else(|| hyper::ext::ReasonPhrase::from_static(b"Unknown"));
+        res.extensions_mut().insert(phrase);
+    }
+    res
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight responses finish within the grace period.
 pub async fn serve(
@@ -142,7 +156,8 @@ pub async fn serve(
                     req.extensions_mut().insert(local);
                 }
                 req
-            });
+            })
+            .map_response(with_reason_phrase);
         let connection = graceful
             .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         tokio::spawn(async move {
