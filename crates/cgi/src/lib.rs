@@ -103,6 +103,7 @@ pub struct CgiConfig {
     interpreter: Option<PathBuf>,
     timeout: Duration,
     idle_timeout: Duration,
+    body_timeout: Duration,
     max_header_bytes: usize,
     max_header_fields: usize,
     max_buffered_body: usize,
@@ -112,6 +113,8 @@ pub struct CgiConfig {
     server_software: String,
     client_addr: ClientAddrFn,
     mount_prefix: MountPrefixFn,
+    hide_dotfiles: bool,
+    confine_symlinks: bool,
 }
 
 impl CgiConfig {
@@ -124,6 +127,7 @@ impl CgiConfig {
             interpreter: Some(PathBuf::from("python3")),
             timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_header_fields: 100,
             max_buffered_body: 16 * 1024 * 1024,
@@ -133,6 +137,8 @@ impl CgiConfig {
             server_software: String::from("httpserve-cgi"),
             client_addr: socket_addr_extension,
             mount_prefix: no_prefix,
+            hide_dotfiles: false,
+            confine_symlinks: false,
         }
         .directories(["/cgi-bin", "/htbin"])
     }
@@ -172,9 +178,15 @@ impl CgiConfig {
     }
 
     /// The longest a script may stay silent, before or between output chunks (default 60 s).
-    /// Also bounds how long a request body may stall.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// The longest the client's request body may stall (default 30 s): a buffered (chunked)
+    /// body gets `408`; a streamed one is cut off and the script sees end of input.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -234,6 +246,19 @@ impl CgiConfig {
     /// Where the mount prefix comes from, for `SCRIPT_NAME` (axum: `NestedPath`).
     pub fn mount_prefix(mut self, mount_prefix: MountPrefixFn) -> Self {
         self.mount_prefix = mount_prefix;
+        self
+    }
+
+    /// Hides dot-files: a script path with a segment starting with `.` is `404`.
+    pub fn hide_dotfiles(mut self, hide: bool) -> Self {
+        self.hide_dotfiles = hide;
+        self
+    }
+
+    /// Refuses (`404`) a script whose real path, symlinks resolved, is not below the root.
+    /// (Checked before the script is started; `exec` itself goes by path.)
+    pub fn confine_symlinks(mut self, confine: bool) -> Self {
+        self.confine_symlinks = confine;
         self
     }
 
@@ -302,6 +327,20 @@ where
     script_name.extend(resolve::script_name(&target.dir, &target.script));
     let shown = String::from_utf8_lossy(&script_name).into_owned();
     let file = fs_path(&config.root, &target.dir, &target.script);
+    let hidden = config.hide_dotfiles
+        && target
+            .dir
+            .iter()
+            .chain([&target.script])
+            .any(|seg| seg.first() == Some(&b'.'));
+    let escapes = config.confine_symlinks && !below_root(&file, &config.root);
+    if hidden || escapes {
+        return page(
+            StatusCode::NOT_FOUND,
+            &format!("No such CGI script ('{shown}')"),
+            &method,
+        );
+    }
     let (program, args, script_file) = match script_file(file, config.interpreter.is_some()) {
         ScriptFile::Missing => {
             return page(
@@ -358,6 +397,16 @@ where
         display_name: shown.into(),
     };
     run_script(config, req, prepared).await
+}
+
+/// Whether `file`, symlinks resolved, lies below `root` (a missing file counts as below:
+/// it is a 404 anyway).
+fn below_root(file: &Path, root: &Path) -> bool {
+    match (file.canonicalize(), root.canonicalize()) {
+        (Ok(file), Ok(root)) => file.starts_with(root),
+        (Err(_), _) => true,
+        (Ok(_), Err(_)) => false,
+    }
 }
 
 /// Whether a file starts like something `execve` runs: `#!` or the ELF magic.

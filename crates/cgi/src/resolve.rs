@@ -182,6 +182,10 @@ pub(crate) fn translated(root: &Path, path_info: &[u8]) -> PathBuf {
     for seg in segments {
         path.push(OsStr::from_bytes(seg));
     }
+    // Python keeps a trailing slash of PATH_INFO in PATH_TRANSLATED.
+    if path_info.ends_with(b"/") {
+        path.as_mut_os_string().push("/");
+    }
     path
 }
 
@@ -286,6 +290,9 @@ mod tests {
         );
         // PATH_INFO is decoded once (Python decodes it twice).
         assert_eq!(t(r, "/cgi-bin/x/a%2520b").unwrap().2, "/a%20b");
+        assert_eq!(translated(Path::new("/r"), b"/env/"), Path::new("/r/env/"));
+        assert_eq!(translated(Path::new("/r"), b"/env/").as_os_str(), "/r/env/");
+        assert_eq!(translated(Path::new("/r"), b"/../x"), Path::new("/r/x"));
     }
 
     #[test]

@@ -79,7 +79,7 @@ where
         None if body.is_end_stream() => (Input::None, None),
         None => {
             let limited = Limited::new(body, config.max_buffered_body);
-            match tokio::time::timeout(config.idle_timeout, limited.collect()).await {
+            match tokio::time::timeout(config.body_timeout, limited.collect()).await {
                 Ok(Ok(collected)) => {
                     let bytes = collected.to_bytes();
                     let len = bytes.len() as u64;
@@ -165,7 +165,7 @@ where
     let stderr = child.stderr.take();
     let stdin_task = match (input, stdin) {
         (Input::Stream(body), Some(stdin)) => {
-            Some(tokio::spawn(pump_body(body, stdin, config.idle_timeout)))
+            Some(tokio::spawn(pump_body(body, stdin, config.body_timeout)))
         }
         (Input::Buffered(bytes), Some(mut stdin)) => Some(tokio::spawn(async move {
             let _ = stdin.write_all(&bytes).await;

@@ -24,10 +24,12 @@
 mod error;
 mod path;
 mod resolve;
+mod root;
 
 pub use error::{ErrorMessage, ErrorPage, error_response, explanation};
 pub use path::{TranslatedPath, python_quote, safe_redirect_path, translate_path};
 pub use resolve::{Entry, Resolved};
+pub use root::{Root, SymlinkPolicy};
 
 /// The body of responses the httpserve layers build themselves (error pages,
 /// redirects, listings).

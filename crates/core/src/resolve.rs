@@ -1,17 +1,17 @@
 //! One filesystem lookup per request, shared by every layer through request extensions.
 
 use crate::path::translate_path;
+use crate::root::Root;
 use http::Request;
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What a request path turned out to be on disk.
 ///
 /// Built by [`Resolved::lookup`] with one `open` and one `fstat`; the open file is kept so
-/// the layer that serves the bytes never opens the path again.
+/// the layer that serves the bytes (or lists the directory) never opens the path again.
 #[derive(Debug)]
 pub enum Entry {
     /// A regular file, open for reading.
@@ -21,24 +21,35 @@ pub enum Entry {
         /// Its metadata, from `fstat` on the open descriptor.
         metadata: Metadata,
     },
-    /// A directory.
+    /// A directory, open for reading its entries.
     Directory {
+        /// The open directory.
+        dir: File,
         /// Its metadata (the listing's `Last-Modified` comes from its mtime).
         metadata: Metadata,
     },
     /// Something that is neither a regular file nor a directory (FIFO, socket, device):
     /// never read, so it can never hang a worker.
     Special,
-    /// The path could not be opened (missing, no permission, not a directory, …).
+    /// The path could not be opened (missing, no permission, not a directory, a symlink
+    /// the policy refuses, a hidden dot-file, …).
     Missing(io::ErrorKind),
     /// The request path cannot name a file at all (it holds a NUL byte).
     Invalid,
 }
 
+impl Entry {
+    /// Whether this is a regular file.
+    pub fn is_file(&self) -> bool {
+        matches!(self, Entry::File { .. })
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
-    root: Arc<Path>,
+    root: Root,
     uri_path: Box<str>,
+    relative: PathBuf,
     fs_path: PathBuf,
     trailing_slash: bool,
     entry: Entry,
@@ -56,8 +67,7 @@ impl Resolved {
     /// The lookup is an `open(O_RDONLY|O_NONBLOCK)` plus `fstat`, done on the calling
     /// thread: both are metadata operations that the kernel answers from its caches for a
     /// local filesystem, and a blocking-pool round trip would cost more than the calls.
-    /// `O_NONBLOCK` keeps a FIFO from blocking the open.
-    pub fn lookup<B>(req: &mut Request<B>, root: &Arc<Path>) -> Self {
+    pub fn lookup<B>(req: &mut Request<B>, root: &Root) -> Self {
         if let Some(found) = Self::cached(req, root) {
             return found;
         }
@@ -67,36 +77,57 @@ impl Resolved {
     }
 
     /// Returns the lookup stored in `req` for this root and the request's current path.
-    pub fn cached<B>(req: &Request<B>, root: &Arc<Path>) -> Option<Self> {
+    pub fn cached<B>(req: &Request<B>, root: &Root) -> Option<Self> {
         req.extensions()
             .get::<Resolved>()
-            .filter(|r| r.0.uri_path.as_ref() == req.uri().path() && *r.0.root == **root)
+            .filter(|r| r.0.uri_path.as_ref() == req.uri().path() && r.0.root.same_as(root))
             .cloned()
     }
 
     /// Looks `uri_path` up below `root` without consulting any cache.
-    pub fn resolve(root: &Arc<Path>, uri_path: &str) -> Self {
-        match translate_path(root, uri_path) {
-            Some(t) => Self::open(root, uri_path, t.fs_path, t.trailing_slash),
-            None => Self(Arc::new(Inner {
-                root: root.clone(),
-                uri_path: uri_path.into(),
-                fs_path: root.to_path_buf(),
-                trailing_slash: false,
-                entry: Entry::Invalid,
-            })),
-        }
+    pub fn resolve(root: &Root, uri_path: &str) -> Self {
+        let Some(t) = translate_path(root.path(), uri_path) else {
+            return Self::with_entry(root, uri_path, PathBuf::new(), false, Entry::Invalid);
+        };
+        let relative = t
+            .fs_path
+            .strip_prefix(root.path())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Self::open_relative(root, uri_path, relative, t.trailing_slash)
     }
 
-    /// Opens `fs_path` and records it as the lookup of `uri_path` below `root`.
-    ///
-    /// The index layer uses this to swap a directory for its `index.html`.
-    pub fn open(root: &Arc<Path>, uri_path: &str, fs_path: PathBuf, trailing_slash: bool) -> Self {
-        let entry = open_entry(&fs_path);
+    /// Looks up `name` inside the directory `self` names, recording it as the lookup of
+    /// `uri_path` (the index layer uses this to swap a directory for its `index.html`).
+    pub fn child(&self, name: &str, uri_path: &str) -> Self {
+        Self::open_relative(&self.0.root, uri_path, self.0.relative.join(name), false)
+    }
+
+    fn open_relative(root: &Root, uri_path: &str, relative: PathBuf, trailing_slash: bool) -> Self {
+        let hidden = root.hides_dotfiles()
+            && relative
+                .components()
+                .any(|c| c.as_os_str().as_encoded_bytes().first() == Some(&b'.'));
+        let entry = if hidden {
+            Entry::Missing(io::ErrorKind::NotFound)
+        } else {
+            open_entry(root, &relative)
+        };
+        Self::with_entry(root, uri_path, relative, trailing_slash, entry)
+    }
+
+    fn with_entry(
+        root: &Root,
+        uri_path: &str,
+        relative: PathBuf,
+        trailing_slash: bool,
+        entry: Entry,
+    ) -> Self {
         Self(Arc::new(Inner {
             root: root.clone(),
             uri_path: uri_path.into(),
-            fs_path,
+            fs_path: root.path().join(&relative),
+            relative,
             trailing_slash,
             entry,
         }))
@@ -117,6 +148,11 @@ impl Resolved {
         &self.0.fs_path
     }
 
+    /// The root it was looked up below.
+    pub fn root(&self) -> &Root {
+        &self.0.root
+    }
+
     /// The request path this lookup was made for.
     pub fn uri_path(&self) -> &str {
         &self.0.uri_path
@@ -133,18 +169,29 @@ impl Resolved {
     }
 }
 
-fn open_entry(fs_path: &Path) -> Entry {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(fs_path)
-    {
+fn open_entry(root: &Root, relative: &Path) -> Entry {
+    let file = match root.open(relative) {
         Ok(file) => file,
+        // A directory without read permission is still a directory (Python redirects to
+        // it and answers `404 No permission to list directory`): open it `O_PATH`, so its
+        // listing fails to read rather than claiming it does not exist.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return match root
+                .open_path_only(relative)
+                .and_then(|f| Ok((f.metadata()?, f)))
+            {
+                Ok((metadata, dir)) if metadata.is_dir() => Entry::Directory { dir, metadata },
+                _ => Entry::Missing(e.kind()),
+            };
+        }
         Err(e) => return Entry::Missing(e.kind()),
     };
     match file.metadata() {
         Ok(metadata) if metadata.is_file() => Entry::File { file, metadata },
-        Ok(metadata) if metadata.is_dir() => Entry::Directory { metadata },
+        Ok(metadata) if metadata.is_dir() => Entry::Directory {
+            dir: file,
+            metadata,
+        },
         Ok(_) => Entry::Special,
         Err(e) => Entry::Missing(e.kind()),
     }
@@ -153,12 +200,16 @@ fn open_entry(fs_path: &Path) -> Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SymlinkPolicy;
 
-    fn root() -> (tempfile::TempDir, Arc<Path>) {
+    fn root() -> (tempfile::TempDir, Root) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f.txt"), "hi").unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        let root: Arc<Path> = dir.path().into();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/config"), "secret").unwrap();
+        std::fs::write(dir.path().join(".env"), "secret").unwrap();
+        let root = Root::new(dir.path());
         (dir, root)
     }
 
@@ -178,19 +229,46 @@ mod tests {
             Resolved::resolve(&root, "/a%00").entry(),
             Entry::Invalid
         ));
+        assert!(matches!(
+            Resolved::resolve(&root, "/.env").entry(),
+            Entry::File { .. }
+        ));
+    }
+
+    #[test]
+    fn hidden_dotfiles_are_missing_at_any_depth() {
+        let (_d, root) = root();
+        let root = root.hide_dotfiles(true);
+        for path in [
+            "/.env",
+            "/.git/config",
+            "/.git/",
+            "/%2egit/config",
+            "/sub/../.env",
+        ] {
+            assert!(
+                matches!(Resolved::resolve(&root, path).entry(), Entry::Missing(_)),
+                "{path}"
+            );
+        }
+        assert!(Resolved::resolve(&root, "/f.txt").entry().is_file());
     }
 
     #[test]
     fn fifo_is_special_and_does_not_block() {
         let (d, root) = root();
-        let fifo = d.path().join("pipe");
         let status = std::process::Command::new("mkfifo")
-            .arg(&fifo)
+            .arg(d.path().join("pipe"))
             .status()
             .unwrap();
         assert!(status.success());
         assert!(matches!(
             Resolved::resolve(&root, "/pipe").entry(),
+            Entry::Special
+        ));
+        let confined = root.symlinks(SymlinkPolicy::WithinRoot);
+        assert!(matches!(
+            Resolved::resolve(&confined, "/pipe").entry(),
             Entry::Special
         ));
     }
@@ -207,7 +285,13 @@ mod tests {
         let other = Resolved::lookup(&mut req, &root);
         assert!(other.is_dir());
         // Another root never reuses it.
-        let other_root: Arc<Path> = Path::new("/nonexistent-root").into();
-        assert!(Resolved::cached(&req, &other_root).is_none());
+        assert!(Resolved::cached(&req, &Root::new("/nonexistent-root")).is_none());
+        // A child lookup reuses the directory's place below the root.
+        assert!(
+            Resolved::resolve(&root, "/")
+                .child("f.txt", "/f.txt")
+                .entry()
+                .is_file()
+        );
     }
 }

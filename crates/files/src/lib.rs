@@ -32,13 +32,12 @@ pub use body::FileBody;
 use headers::{HeaderMapExt, IfRange, LastModified, Range};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Either;
-use httpserve_core::{Entry, PageBody, Resolved, error_response};
+use httpserve_core::{Entry, PageBody, Resolved, Root, error_response};
 use std::convert::Infallible;
 use std::fs::Metadata;
 use std::future::{Ready, ready};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::UNIX_EPOCH;
 
@@ -54,20 +53,19 @@ pub type ResponseFuture = Ready<Result<Response<ResponseBody>, Infallible>>;
 /// directories, missing and unreadable paths get `404 File not found`.
 #[derive(Debug, Clone)]
 pub struct ServeFiles {
-    root: Arc<Path>,
+    root: Root,
 }
 
 impl ServeFiles {
-    /// Serves the files below `root`.
-    pub fn new(root: impl AsRef<Path>) -> Self {
-        Self {
-            root: root.as_ref().into(),
-        }
+    /// Serves the files below `root` (a path, or a [`Root`] with symlink and dot-file
+    /// policies shared with the other layers).
+    pub fn new(root: impl Into<Root>) -> Self {
+        Self { root: root.into() }
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.root.path()
     }
 }
 
@@ -101,7 +99,7 @@ enum Decision {
     UnsupportedMethod,
 }
 
-fn decide<B>(req: &mut Request<B>, root: &Arc<Path>) -> Decision {
+fn decide<B>(req: &mut Request<B>, root: &Root) -> Decision {
     if !httpserve_core::is_get_or_head(req.method()) {
         return Decision::UnsupportedMethod;
     }

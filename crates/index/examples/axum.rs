@@ -3,13 +3,15 @@
 //! `index.htm`. `cargo run -p httpserve-index --example axum -- DIR`.
 
 use axum::Router;
+use httpserve_core::Root;
 use httpserve_files::ServeFiles;
 use httpserve_index::IndexLayer;
 use tower::ServiceBuilder;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let root = std::env::args().nth(1).unwrap_or_else(|| String::from("."));
+    // One Root shared by both, so the file service reuses the index layer's lookup.
+    let root = Root::new(std::env::args().nth(1).unwrap_or_else(|| String::from(".")));
     let site = ServiceBuilder::new()
         .layer(IndexLayer::new(&root).index_files(["index.html", "index.htm", "default.html"]))
         .service(ServeFiles::new(&root));

@@ -39,11 +39,10 @@
 use http::uri::PathAndQuery;
 use http::{Extensions, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::Either;
-use httpserve_core::{Entry, PageBody, Resolved, python_quote, safe_redirect_path};
+use httpserve_core::{Entry, PageBody, Resolved, Root, python_quote, safe_redirect_path};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::io;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -62,16 +61,17 @@ fn no_prefix(_: &Extensions) -> Option<&str> {
 /// Applies [`Index`] to a service.
 #[derive(Debug, Clone)]
 pub struct IndexLayer {
-    root: Arc<Path>,
+    root: Root,
     index_files: Arc<[Box<str>]>,
     mount_prefix: MountPrefixFn,
 }
 
 impl IndexLayer {
-    /// Resolves directories below `root`, with Python's index files.
-    pub fn new(root: impl AsRef<Path>) -> Self {
+    /// Resolves directories below `root` (a path, or a shared [`Root`]), with Python's
+    /// index files.
+    pub fn new(root: impl Into<Root>) -> Self {
         Self {
-            root: root.as_ref().into(),
+            root: root.into(),
             index_files: DEFAULT_INDEX_FILES.iter().map(|&n| n.into()).collect(),
             mount_prefix: no_prefix,
         }
@@ -115,7 +115,7 @@ impl<S> tower_layer::Layer<S> for IndexLayer {
 #[derive(Debug, Clone)]
 pub struct Index<S> {
     inner: S,
-    root: Arc<Path>,
+    root: Root,
     index_files: Arc<[Box<str>]>,
     mount_prefix: MountPrefixFn,
 }
@@ -142,7 +142,7 @@ enum Decision {
 
 fn decide<B>(
     req: &mut Request<B>,
-    root: &Arc<Path>,
+    root: &Root,
     index_files: &[Box<str>],
     mount_prefix: MountPrefixFn,
 ) -> Decision {
@@ -164,7 +164,7 @@ fn decide<B>(
         let Some(uri) = with_path_suffix(req.uri(), &python_quote(name.as_bytes())) else {
             continue;
         };
-        let candidate = Resolved::open(root, uri.path(), resolved.fs_path().join(&**name), false);
+        let candidate = resolved.child(name, uri.path());
         match candidate.entry() {
             // Python checks `isfile`: a directory (or FIFO) named index.html is no index,
             // and neither is a missing one.

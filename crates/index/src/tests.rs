@@ -1,5 +1,6 @@
 use super::*;
 use std::convert::Infallible;
+use std::path::Path;
 use tower::{ServiceExt, service_fn};
 use tower_layer::Layer;
 
@@ -20,7 +21,7 @@ fn fixture() -> tempfile::TempDir {
 /// Sends `uri` through an `Index` over an inner service that reports the URI it saw and
 /// whether the lookup it was handed is a file.
 async fn send(root: &Path, layer: IndexLayer, uri: &str) -> (StatusCode, String, Option<String>) {
-    let root: Arc<Path> = root.into();
+    let root = Root::new(root);
     let inner = service_fn(move |req: Request<()>| {
         let root = root.clone();
         async move {
@@ -147,11 +148,11 @@ async fn index_names_are_configurable() {
 #[tokio::test]
 async fn other_methods_pass_through_untouched() {
     let d = fixture();
-    let root: Arc<Path> = d.path().into();
+    let root = Root::new(d.path());
     let inner = service_fn(|req: Request<()>| async move {
         Ok::<_, Infallible>(Response::new(req.uri().to_string()))
     });
-    let res = IndexLayer::new(&*root)
+    let res = IndexLayer::new(&root)
         .layer(inner)
         .oneshot(Request::post("/both").body(()).unwrap())
         .await

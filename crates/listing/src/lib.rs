@@ -41,12 +41,10 @@ mod render;
 
 use http::{Method, Request, Response};
 use http_body_util::Either;
-use httpserve_core::{PageBody, Resolved};
+use httpserve_core::{PageBody, Resolved, Root};
 use pin_project_lite::pin_project;
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::task::JoinHandle;
 
@@ -55,15 +53,15 @@ pub use render::{ListingPage, render_listing};
 /// Applies [`Listing`] to a service.
 #[derive(Debug, Clone)]
 pub struct ListingLayer {
-    root: Arc<Path>,
+    root: Root,
 }
 
 impl ListingLayer {
-    /// Lists the directories below `root`.
-    pub fn new(root: impl AsRef<Path>) -> Self {
-        Self {
-            root: root.as_ref().into(),
-        }
+    /// Lists the directories below `root` (a path, or a shared [`Root`] whose policies
+    /// decide which entries show: hidden dot-files and, with
+    /// [`SymlinkPolicy::Never`](httpserve_core::SymlinkPolicy), symlinks are left out).
+    pub fn new(root: impl Into<Root>) -> Self {
+        Self { root: root.into() }
     }
 }
 
@@ -83,7 +81,7 @@ impl<S> tower_layer::Layer<S> for ListingLayer {
 #[derive(Debug, Clone)]
 pub struct Listing<S> {
     inner: S,
-    root: Arc<Path>,
+    root: Root,
 }
 
 impl<S> Listing<S> {

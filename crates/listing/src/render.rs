@@ -3,11 +3,10 @@
 use askama::Template;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, Uri, header};
-use httpserve_core::{Entry, PageBody, Resolved, error_response, python_quote, safe_redirect_path};
+use httpserve_core::{
+    Entry, PageBody, Resolved, SymlinkPolicy, error_response, python_quote, safe_redirect_path,
+};
 use percent_encoding::percent_decode_str;
-use std::ffi::OsString;
-use std::fs;
-use std::os::unix::ffi::OsStrExt;
 
 /// The listing of one directory, ready to read and render.
 #[derive(Debug)]
@@ -54,7 +53,7 @@ struct ListedEntry {
 /// Reads the directory and renders Python's listing page (headers only for `HEAD`).
 pub fn render_listing(page: &ListingPage, head: bool) -> Response<PageBody> {
     let method = if head { Method::HEAD } else { Method::GET };
-    let Entry::Directory { metadata } = page.resolved.entry() else {
+    let Entry::Directory { metadata, .. } = page.resolved.entry() else {
         return error_response(StatusCode::NOT_FOUND, "File not found", &method);
     };
     let Ok(entries) = read_entries(page) else {
@@ -103,30 +102,50 @@ fn python_sort_key(name: &[u8]) -> Vec<u32> {
     key
 }
 
+/// Reads the entries from the directory the lookup already opened (no second lookup of
+/// its path, and no window for a rename to swap it), skipping what the root's policies
+/// hide.
 fn read_entries(page: &ListingPage) -> std::io::Result<Vec<ListedEntry>> {
-    let dir = page.resolved.fs_path();
-    let mut names: Vec<(Vec<u32>, OsString, fs::FileType)> = Vec::new();
-    for entry in fs::read_dir(dir)? {
+    use rustix::fs::{AtFlags, FileType, statat};
+    let Entry::Directory { dir, .. } = page.resolved.entry() else {
+        return Err(std::io::Error::other("not a directory"));
+    };
+    let root = page.resolved.root();
+    let hide_dotfiles = root.hides_dotfiles();
+    let hide_symlinks = root.symlink_policy() == SymlinkPolicy::Never;
+    let mut names: Vec<(Vec<u32>, Vec<u8>, bool, bool)> = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let file_type = entry.file_type()?;
-        names.push((python_sort_key(name.as_bytes()), name, file_type));
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." || (hide_dotfiles && name.first() == Some(&b'.')) {
+            continue;
+        }
+        let mut file_type = entry.file_type();
+        if file_type == FileType::Unknown {
+            file_type = statat(dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(FileType::Unknown, |st| FileType::from_raw_mode(st.st_mode));
+        }
+        let is_link = file_type == FileType::Symlink;
+        if is_link && hide_symlinks {
+            continue;
+        }
+        // Like Python's `isdir`, which follows symlinks.
+        let is_dir = if is_link {
+            statat(dir, entry.file_name(), AtFlags::empty())
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        } else {
+            file_type == FileType::Directory
+        };
+        names.push((python_sort_key(name), name.to_vec(), is_dir, is_link));
     }
     // Python sorts by `name.lower()`, stably.
     names.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(names
         .into_iter()
-        .map(|(_, name, file_type)| {
-            let is_link = file_type.is_symlink();
-            // Like Python's `isdir`, which follows symlinks.
-            let is_dir = if is_link {
-                fs::metadata(dir.join(&name)).is_ok_and(|m| m.is_dir())
-            } else {
-                file_type.is_dir()
-            };
+        .map(|(_, name, is_dir, is_link)| {
             let mut href = page.href_prefix.clone();
-            href.push_str(&python_quote(name.as_bytes()));
-            let mut text = html_escape::encode_text(&name.to_string_lossy()).into_owned();
+            href.push_str(&python_quote(&name));
+            let mut text = html_escape::encode_text(&String::from_utf8_lossy(&name)).into_owned();
             if is_dir {
                 href.push('/');
                 text.push('/');

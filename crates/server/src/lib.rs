@@ -37,6 +37,8 @@ use http::{Extensions, HeaderValue, header};
 use httpserve_access_log::AccessLogLayer;
 use httpserve_cgi::{CgiConfig, CgiLayer};
 use httpserve_conditional::ConditionalLayer;
+use httpserve_core::Root;
+pub use httpserve_core::SymlinkPolicy;
 use httpserve_files::ServeFiles;
 use httpserve_index::{DEFAULT_INDEX_FILES, IndexLayer};
 use httpserve_listing::ListingLayer;
@@ -56,6 +58,8 @@ pub struct HttpServe {
     server_header: Option<HeaderValue>,
     access_log: bool,
     cgi: Option<CgiConfig>,
+    symlinks: SymlinkPolicy,
+    hide_dotfiles: bool,
 }
 
 impl HttpServe {
@@ -67,6 +71,8 @@ impl HttpServe {
             server_header: Some(HeaderValue::from_static(SERVER_HEADER)),
             access_log: true,
             cgi: None,
+            symlinks: SymlinkPolicy::Follow,
+            hide_dotfiles: false,
         }
     }
 
@@ -89,6 +95,18 @@ impl HttpServe {
     /// Whether to log each response on the `httpserve::access` target (default on).
     pub fn access_log(mut self, enabled: bool) -> Self {
         self.access_log = enabled;
+        self
+    }
+
+    /// What lookups do with symlinks (default: follow, as Python).
+    pub fn symlinks(mut self, policy: SymlinkPolicy) -> Self {
+        self.symlinks = policy;
+        self
+    }
+
+    /// Hides dot-files: neither listed nor served, nor run as CGI scripts (default off).
+    pub fn hide_dotfiles(mut self, hide: bool) -> Self {
+        self.hide_dotfiles = hide;
         self
     }
 
@@ -115,21 +133,27 @@ impl HttpServe {
     where
         S: Clone + Send + Sync + 'static,
     {
-        let root = self.root.as_path();
+        // One Root for every layer: they share its policies and each other's lookups.
+        let root = Root::new(&self.root)
+            .symlinks(self.symlinks)
+            .hide_dotfiles(self.hide_dotfiles);
         let files = ServiceBuilder::new()
             .layer(
-                IndexLayer::new(root)
+                IndexLayer::new(&root)
                     .index_files(self.index_files)
                     .mount_prefix(nested_path),
             )
-            .layer(ListingLayer::new(root))
-            .service(ServeFiles::new(root));
+            .layer(ListingLayer::new(&root))
+            .service(ServeFiles::new(&root));
         // The conditional layer is outermost so CGI output with validators gets 304 too.
         let router = match self.cgi {
             Some(cgi) => Router::new().fallback_service(
                 ServiceBuilder::new()
                     .layer(ConditionalLayer::new())
-                    .layer(CgiLayer::new(cgi))
+                    .layer(CgiLayer::new(
+                        cgi.hide_dotfiles(self.hide_dotfiles)
+                            .confine_symlinks(self.symlinks != SymlinkPolicy::Follow),
+                    ))
                     .service(files),
             ),
             None => Router::new().fallback_service(ConditionalLayer::new().layer(files)),

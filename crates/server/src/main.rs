@@ -1,8 +1,8 @@
 //! The `httpserve` binary: `python3 -m http.server`'s command line.
 
 use clap::Parser;
-use httpserve::HttpServe;
-use httpserve::serve::{ServeOptions, bind, serve};
+use httpserve::serve::{ServeOptions, bind, raise_fd_limit, serve};
+use httpserve::{HttpServe, SymlinkPolicy};
 use httpserve_cgi::RunAs;
 use std::io::Write;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -30,6 +30,40 @@ struct Cli {
     #[arg(short, long, value_name = "VERSION", default_value = "HTTP/1.1",
           value_parser = ["HTTP/1.0", "HTTP/1.1"])]
     protocol: String,
+
+    /// seconds a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection is kept
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+
+    /// seconds a request body (to a CGI script) may stall before the request is dropped
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+
+    /// the most connections served at once; more wait in the listen backlog
+    #[arg(long, value_name = "N", default_value_t = 8192,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+
+    /// the most bytes of request line and headers (431 past it; a target over 65534 bytes is 414)
+    #[arg(long, value_name = "BYTES", default_value_t = 96 * 1024,
+          value_parser = clap::value_parser!(u64).range(8192..))]
+    max_header_bytes: u64,
+
+    /// the most header fields in a request (431 past it)
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_headers: usize,
+
+    /// symlinks: follow (as Python, also out of the directory), within (only while the
+    /// path stays inside the directory, checked race-free by the kernel), never
+    #[arg(long, value_name = "POLICY", default_value = "follow")]
+    symlinks: Symlinks,
+
+    /// hide dot-files: neither listed nor served nor run
+    #[arg(long)]
+    hide_dotfiles: bool,
 
     /// seconds in-flight responses get to finish after Ctrl-C or SIGTERM
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
@@ -70,6 +104,14 @@ struct Cli {
     /// (scripts get PATH and nothing else by default)
     #[arg(long = "cgi-pass-env", value_name = "NAME", requires = "cgi")]
     cgi_pass_env: Vec<String>,
+}
+
+/// `--symlinks` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Symlinks {
+    Follow,
+    Within,
+    Never,
 }
 
 fn main() -> ExitCode {
@@ -114,6 +156,9 @@ fn run(cli: &Cli) -> Result<(), String> {
         None => None,
     };
     let keep_alive = cli.protocol == "HTTP/1.1";
+    if let Err(e) = raise_fd_limit() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,7 +187,13 @@ fn run(cli: &Cli) -> Result<(), String> {
         let _ = stdout.flush();
         drop(stdout);
 
-        let mut app = HttpServe::new(root);
+        let mut app = HttpServe::new(root)
+            .symlinks(match cli.symlinks {
+                Symlinks::Follow => SymlinkPolicy::Follow,
+                Symlinks::Within => SymlinkPolicy::WithinRoot,
+                Symlinks::Never => SymlinkPolicy::Never,
+            })
+            .hide_dotfiles(cli.hide_dotfiles);
         if cli.cgi {
             let run_as = match &cli.cgi_user {
                 Some(user) => RunAs::user(user).map_err(|e| format!("--cgi-user {user}: {e}"))?,
@@ -154,6 +205,7 @@ fn run(cli: &Cli) -> Result<(), String> {
                 let config = config
                     .timeout(Duration::from_secs(cli.cgi_timeout))
                     .idle_timeout(Duration::from_secs(cli.cgi_idle_timeout))
+                    .body_timeout(Duration::from_secs(cli.body_timeout))
                     .interpreter(interpreter)
                     .run_as(run_as)
                     .pass_env(cli.cgi_pass_env.iter().cloned());
@@ -167,6 +219,10 @@ fn run(cli: &Cli) -> Result<(), String> {
         let router = app.into_router();
         let options = ServeOptions::default()
             .keep_alive(keep_alive)
+            .header_read_timeout(Duration::from_secs(cli.header_timeout))
+            .max_connections(usize::try_from(cli.max_connections).unwrap_or(usize::MAX))
+            .max_header_bytes(usize::try_from(cli.max_header_bytes).unwrap_or(usize::MAX))
+            .max_headers(cli.max_headers)
             .grace_period(Duration::from_secs(cli.shutdown_grace));
         serve(listener, router, options, shutdown_signal()).await;
         Ok(())

@@ -17,8 +17,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 /// How connections are served.
@@ -27,6 +29,9 @@ pub struct ServeOptions {
     keep_alive: bool,
     header_read_timeout: Duration,
     grace_period: Duration,
+    max_connections: usize,
+    max_header_bytes: usize,
+    max_headers: usize,
 }
 
 impl Default for ServeOptions {
@@ -35,6 +40,9 @@ impl Default for ServeOptions {
             keep_alive: true,
             header_read_timeout: Duration::from_secs(30),
             grace_period: Duration::from_secs(10),
+            max_connections: 8192,
+            max_header_bytes: 96 * 1024,
+            max_headers: 100,
         }
     }
 }
@@ -47,9 +55,31 @@ impl ServeOptions {
         self
     }
 
-    /// How long a client may take to send a request's headers (default 30 s).
+    /// How long a client may take to send a request's headers (default 30 s). hyper starts
+    /// this clock when a connection is ready for its next request, so it is also the
+    /// keep-alive idle timeout.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
+        self
+    }
+
+    /// The most connections served at once (default 8192); past it, new connections wait
+    /// in the listen backlog until one closes.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// The most bytes a request line plus headers may take (default 96 KiB, at least
+    /// 8 KiB): past it, `431`. A request target over 65534 bytes is a `414`.
+    pub fn max_header_bytes(mut self, max: usize) -> Self {
+        self.max_header_bytes = max.max(8192);
+        self
+    }
+
+    /// The most header fields a request may carry (default 100, as Python): past it, `431`.
+    pub fn max_headers(mut self, max: usize) -> Self {
+        self.max_headers = max;
         self
     }
 
@@ -58,6 +88,18 @@ impl ServeOptions {
         self.grace_period = grace;
         self
     }
+}
+
+/// Raises the open-file soft limit to the hard limit (as Go's runtime does), so the
+/// connection cap, not a default of 1024 descriptors, bounds what can be served. Returns
+/// the new soft limit.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard.max(soft))
 }
 
 /// Binds a listening socket as Python's `http.server` does: `SO_REUSEADDR`, and with no
@@ -129,10 +171,21 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .keep_alive(options.keep_alive)
-        .header_read_timeout(options.header_read_timeout);
+        .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(options.max_header_bytes)
+        .max_headers(options.max_headers);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(options.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A free slot first: at the cap, new connections wait in the kernel's backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -164,6 +217,7 @@ pub async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!("connection from {peer}: {e}");
             }
+            drop(slot);
         });
     }
     drop(listener);
