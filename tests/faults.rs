@@ -1,0 +1,177 @@
+//! Fault tests: many slow or idle clients, descriptor exhaustion. Bounded in count and
+//! time, loopback only.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with a message
+
+mod common;
+
+use common::{Response, Server};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Lets this test process hold a few thousand sockets.
+fn raise_own_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    }
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        soft >= 4096,
+        "this machine allows only {soft} open files per process"
+    );
+}
+
+fn fixture() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("a.txt"), "alpha\n").unwrap();
+    d
+}
+
+/// A normal request on a fresh connection, timed.
+fn timed_get(server: &Server) -> (Duration, Response) {
+    let started = Instant::now();
+    let res = server.get("/a.txt");
+    (started.elapsed(), res)
+}
+
+#[test]
+fn slow_header_clients_neither_block_others_nor_stay_forever() {
+    raise_own_fd_limit();
+    let d = fixture();
+    let server = Server::serve(d.path(), &["--header-timeout", "2"]);
+    // 500 clients that start a request and never finish its headers (slowloris).
+    let mut slow: Vec<TcpStream> = (0..500)
+        .map(|_| {
+            let mut s = server.connect();
+            s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    let (elapsed, res) = timed_get(&server);
+    assert_eq!(res.body, b"alpha\n");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "a normal client waited {elapsed:?}"
+    );
+    // After the header timeout every slow connection is closed by the server.
+    std::thread::sleep(Duration::from_millis(2500));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for s in &mut slow {
+        s.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10)),
+        ))
+        .unwrap();
+        let mut buf = [0u8; 1024];
+        // EOF (or a reset, or a 408 followed by EOF): anything but a read timeout.
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    panic!("a slow-header connection was still open after the header timeout")
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    assert_eq!(server.get("/a.txt").status, 200);
+}
+
+#[test]
+fn fifteen_hundred_idle_connections_do_not_stop_service() {
+    raise_own_fd_limit();
+    let d = fixture();
+    let server = Server::serve(d.path(), &[]);
+    let idle: Vec<TcpStream> = (0..1500).map(|_| server.connect()).collect();
+    let (elapsed, res) = timed_get(&server);
+    assert_eq!(res.body, b"alpha\n");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "a normal client waited {elapsed:?} behind 1500 idle ones"
+    );
+    // They are all still connected (not refused), and keep-alive works for a new client.
+    assert_eq!(idle.len(), 1500);
+    let mut s = server.connect();
+    for _ in 0..3 {
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+    }
+}
+
+#[test]
+fn the_connection_cap_queues_clients_instead_of_failing() {
+    let d = fixture();
+    let server = Server::serve(
+        d.path(),
+        &["--max-connections", "4", "--header-timeout", "2"],
+    );
+    let held: Vec<TcpStream> = (0..4).map(|_| server.connect()).collect();
+    // The fifth client waits in the backlog until a slot frees (the idle ones time out).
+    let started = Instant::now();
+    let res = server.get("/a.txt");
+    assert_eq!(res.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "served past the cap"
+    );
+    drop(held);
+}
+
+#[test]
+fn running_out_of_descriptors_does_not_stop_the_server() {
+    // 40 descriptors: the listener, the runtime's own, and a handful of connections.
+    let d = fixture();
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=40:40", "--"])
+        .arg(common::binary())
+        .args(["0", "-b", "127.0.0.1", "-d"])
+        .arg(d.path());
+    let server = Server::spawn(cmd);
+    // Far more connections than descriptors: accept fails with EMFILE for many of them.
+    let flood: Vec<TcpStream> = (0..60)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", server.port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.wait_for_stderr("accept failed"),
+        "{}",
+        server.stderr()
+    );
+    drop(flood);
+    // Once descriptors free up, service resumes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = TcpStream::connect(("127.0.0.1", server.port))
+            .ok()
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .ok()?;
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).ok()?;
+                Some(out)
+            });
+        if let Some(out) = res
+            && out.starts_with(b"HTTP/1.1 200 OK")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never recovered from EMFILE"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
