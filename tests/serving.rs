@@ -578,3 +578,58 @@ fn protocol_edge_cases_get_clear_answers() {
     let out = server.raw(b"GET /a.txt HTTP/1.0\r\n\r\n");
     assert!(out.starts_with(b"HTTP/1.0 200 OK\r\n"));
 }
+
+#[test]
+fn unreadable_directories_and_files_as_python_reports_them() {
+    // Permissions mean nothing to root, so run the server as nobody (where we can).
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout
+        == b"0\n";
+    if !is_root
+        || std::process::Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::create_dir(p.join("locked")).unwrap();
+    std::fs::write(p.join("locked/inside.txt"), "x").unwrap();
+    std::fs::write(p.join("private.txt"), "private").unwrap();
+    std::fs::write(p.join("public.txt"), "public").unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(p.join("locked"), std::fs::Permissions::from_mode(0o311)).unwrap();
+    std::fs::set_permissions(
+        p.join("private.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::binary())
+        .args(["0", "-b", "127.0.0.1", "-d"])
+        .arg(p);
+    let server = Server::spawn(cmd);
+    assert_eq!(server.get("/public.txt").body, b"public");
+    // A directory that cannot be listed: redirected, then Python's 404 message.
+    assert_eq!(server.get("/locked").header("location"), Some("/locked/"));
+    let res = server.get("/locked/");
+    assert_eq!(res.status, 404);
+    assert!(
+        res.text().contains("No permission to list directory"),
+        "{}",
+        res.text()
+    );
+    // Its files can still be reached by name (x permission), as in Python.
+    assert_eq!(server.get("/locked/inside.txt").body, b"x");
+    // An unreadable file is a plain 404.
+    let res = server.get("/private.txt");
+    assert_eq!(res.status, 404);
+    assert!(res.text().contains("File not found"));
+}
