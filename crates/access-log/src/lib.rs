@@ -34,8 +34,8 @@
 
 use http::{Extensions, Request, Response};
 use httpserve_core::ErrorMessage;
+pub use httpserve_core::escape_control_chars;
 use pin_project_lite::pin_project;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -190,22 +190,6 @@ fn log_response<B>(info: &RequestInfo, res: &Response<B>) {
     }
     let line = escape_control_chars(&format!("\"{}\" {} -", info.request_line, status.as_u16()));
     tracing::info!(target: TARGET, "{client} - - [{now}] {line}");
-}
-
-/// Python's log escaping (gh-100001): U+0000–U+001F and U+007F–U+009F become `\xHH`,
-/// a backslash becomes `\\`.
-pub fn escape_control_chars(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for c in message.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

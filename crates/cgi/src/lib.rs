@@ -325,7 +325,12 @@ where
         .to_vec();
     let mut script_name = prefix;
     script_name.extend(resolve::script_name(&target.dir, &target.script));
-    let shown = String::from_utf8_lossy(&script_name).into_owned();
+    // Python shows the name repr()-escaped; control characters never reach the page raw.
+    let shown = httpserve_core::escape_control_chars(&String::from_utf8_lossy(&script_name));
+    let has_nul = |bytes: &[u8]| bytes.contains(&0);
+    if has_nul(&script_name) || has_nul(&target.path_info) {
+        return page(StatusCode::BAD_REQUEST, "Bad request path", &method);
+    }
     let file = fs_path(&config.root, &target.dir, &target.script);
     let hidden = config.hide_dotfiles
         && target

@@ -46,6 +46,23 @@ pub struct LocalAddr(pub std::net::SocketAddr);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReasonPhrase(pub Box<str>);
 
+/// Python's log escaping (gh-100001): U+0000–U+001F and U+007F–U+009F become `\xHH`,
+/// a backslash becomes `\\`. Used for log lines and for request data shown in messages.
+pub fn escape_control_chars(message: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whether a method is one that the static layers answer (`GET` or `HEAD`).
 pub fn is_get_or_head(method: &http::Method) -> bool {
     method == http::Method::GET || method == http::Method::HEAD

@@ -29,14 +29,13 @@ mod body;
 
 pub use body::FileBody;
 
-use headers::{HeaderMapExt, IfRange, LastModified, Range};
+use headers::{HeaderMapExt, IfRange, LastModified};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Either;
 use httpserve_core::{Entry, PageBody, Resolved, Root, error_response};
 use std::convert::Infallible;
 use std::fs::Metadata;
 use std::future::{Ready, ready};
-use std::ops::Bound;
 use std::path::Path;
 use std::task::{Context, Poll};
 use std::time::UNIX_EPOCH;
@@ -138,39 +137,68 @@ enum RangeRequest {
 
 /// One satisfiable `bytes=` range gives a 206. Several ranges are answered with the whole
 /// file (RFC 9110 §14.2 lets a server ignore Range), which also bounds the work a request
-/// with hundreds of overlapping ranges can cause. A stale `If-Range` gives the whole file.
+/// with hundreds of overlapping ranges can cause. An `If-Range` that does not match — or
+/// cannot be parsed, so can never match (§13.1.5) — gives the whole file; so does a range
+/// unit other than `bytes`.
+///
+/// The one range is parsed here rather than with `headers::Range`, whose
+/// `satisfiable_ranges` drops two valid forms: a suffix longer than the file (`-100` on a
+/// 6-byte file means all 6 bytes) and positions too large for `u64` (a last position or
+/// suffix that large also means "to the end").
 fn requested_range(headers: &http::HeaderMap, metadata: &Metadata) -> RangeRequest {
-    let Some(range) = headers.typed_get::<Range>() else {
+    let Some(raw) = headers.get(header::RANGE) else {
         return RangeRequest::Full;
     };
-    if let Some(if_range) = headers.typed_get::<IfRange>() {
+    if headers.contains_key(header::IF_RANGE) {
+        let Some(if_range) = headers.typed_get::<IfRange>() else {
+            return RangeRequest::Full;
+        };
         let last_modified = metadata.modified().ok().map(LastModified::from);
         if if_range.is_modified(Some(&etag(metadata)), last_modified.as_ref()) {
             return RangeRequest::Full;
         }
     }
-    let raw = headers.get(header::RANGE).map(HeaderValue::as_bytes);
-    if raw.is_some_and(|v| v.contains(&b',')) {
+    let Some(spec) = raw.to_str().ok().and_then(|v| {
+        v.get(..6)
+            .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+            .map(|_| &v[6..])
+    }) else {
+        return RangeRequest::Full;
+    };
+    if spec.contains(',') {
         return RangeRequest::Full;
     }
-    let len = metadata.len();
-    let Some((start, end)) = range.satisfiable_ranges(len).next() else {
-        return RangeRequest::Unsatisfiable;
-    };
-    let first = match start {
-        Bound::Included(n) => n,
-        Bound::Excluded(n) => n.saturating_add(1),
-        Bound::Unbounded => 0,
-    };
-    let last = match end {
-        Bound::Included(n) => n.min(len.saturating_sub(1)),
-        Bound::Excluded(n) => n.min(len).saturating_sub(1),
-        Bound::Unbounded => len.saturating_sub(1),
-    };
-    if len == 0 || first >= len || first > last {
-        return RangeRequest::Unsatisfiable;
+    match byte_range(spec.trim(), metadata.len()) {
+        Some((first, last)) => RangeRequest::Span(first, last),
+        None => RangeRequest::Unsatisfiable,
     }
-    RangeRequest::Span(first, last)
+}
+
+/// The inclusive span one `first-last`, `first-` or `-suffix` spec selects in a file of
+/// `len` bytes, or `None` when it is invalid or unsatisfiable.
+fn byte_range(spec: &str, len: u64) -> Option<(u64, u64)> {
+    /// Digits as a number; too many digits for `u64` saturate (they mean "past the end").
+    fn number(digits: &str) -> Option<u64> {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(digits.parse().unwrap_or(u64::MAX))
+    }
+    let (first, last) = spec.split_once('-')?;
+    if len == 0 {
+        return None;
+    }
+    if first.is_empty() {
+        let suffix = number(last)?;
+        return (suffix > 0).then(|| (len.saturating_sub(suffix), len - 1));
+    }
+    let first = number(first)?;
+    let last = if last.is_empty() {
+        u64::MAX
+    } else {
+        number(last)?
+    };
+    (first <= last && first < len).then(|| (first, last.min(len - 1)))
 }
 
 /// Python's `guess_type`: its own overrides first (`.Z` case-sensitively), then the

@@ -121,8 +121,24 @@ async fn single_ranges_are_206() {
     assert_eq!(headers["content-length"], "5");
     assert_eq!(ranged(&f, "bytes=-5").await.2, "world");
     assert_eq!(ranged(&f, "bytes=6-").await.2, "world");
-    // An end past the file is clamped.
+    // An end past the file is clamped, even one past u64.
     assert_eq!(ranged(&f, "bytes=6-99999999999").await.2, "world");
+    assert_eq!(
+        ranged(&f, "bytes=6-99999999999999999999999999").await.2,
+        "world"
+    );
+    // A suffix longer than the file is the whole file (RFC 9110 §14.1.2).
+    let (status, headers, body) = ranged(&f, "bytes=-100").await;
+    assert_eq!(
+        (status, body.as_ref()),
+        (StatusCode::PARTIAL_CONTENT, &b"hello world"[..])
+    );
+    assert_eq!(headers["content-range"], "bytes 0-10/11");
+    assert_eq!(
+        ranged(&f, "bytes=-99999999999999999999999").await.2,
+        "hello world"
+    );
+    assert_eq!(ranged(&f, "BYTES=0-0").await.2, "h");
 }
 
 #[tokio::test]
@@ -155,6 +171,19 @@ async fn stale_if_range_gets_the_whole_file() {
         .unwrap();
     let (status, _, body) = f.send(req).await;
     assert_eq!((status, body.len()), (StatusCode::OK, 11));
+    // An If-Range that cannot be parsed can never match.
+    for garbage in [
+        "garbage",
+        "\"unterminated",
+        "Fri, 31 Dec 99999 23:59:59 GMT",
+    ] {
+        let req = Request::get("/hello.txt")
+            .header("range", "bytes=0-4")
+            .header("if-range", garbage)
+            .body(())
+            .unwrap();
+        assert_eq!(f.send(req).await.0, StatusCode::OK, "{garbage}");
+    }
     let etag = f.get("/hello.txt").await.1["etag"].clone();
     let req = Request::get("/hello.txt")
         .header("range", "bytes=0-4")

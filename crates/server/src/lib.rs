@@ -32,8 +32,10 @@
 //! lookup ([`httpserve_core::Resolved`]).
 
 use axum::Router;
+use axum::extract::Request;
 use axum::extract::{ConnectInfo, NestedPath};
-use http::{Extensions, HeaderValue, header};
+use axum::response::Response;
+use http::{Extensions, HeaderValue, StatusCode, header};
 use httpserve_access_log::AccessLogLayer;
 use httpserve_cgi::{CgiConfig, CgiLayer};
 use httpserve_conditional::ConditionalLayer;
@@ -46,6 +48,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use tower::{Layer, ServiceBuilder};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::validate_request::ValidateRequestHeaderLayer;
 
 /// The `Server` header httpserve sends by default: `httpserve/VERSION`.
 pub const SERVER_HEADER: &str = concat!("httpserve/", env!("CARGO_PKG_VERSION"));
@@ -60,6 +63,7 @@ pub struct HttpServe {
     cgi: Option<CgiConfig>,
     symlinks: SymlinkPolicy,
     hide_dotfiles: bool,
+    validate_host: bool,
 }
 
 impl HttpServe {
@@ -73,6 +77,7 @@ impl HttpServe {
             cgi: None,
             symlinks: SymlinkPolicy::Follow,
             hide_dotfiles: false,
+            validate_host: true,
         }
     }
 
@@ -95,6 +100,13 @@ impl HttpServe {
     /// Whether to log each response on the `httpserve::access` target (default on).
     pub fn access_log(mut self, enabled: bool) -> Self {
         self.access_log = enabled;
+        self
+    }
+
+    /// Whether an HTTP/1.1 request without exactly one valid `Host` gets `400`, as RFC 9112
+    /// §3.2 requires (default on; HTTP/1.0 may omit it, HTTP/2 has no `Host` field).
+    pub fn validate_host(mut self, validate: bool) -> Self {
+        self.validate_host = validate;
         self
     }
 
@@ -158,6 +170,14 @@ impl HttpServe {
             ),
             None => Router::new().fallback_service(ConditionalLayer::new().layer(files)),
         };
+        // RFC 9112 §3.2: one syntactically valid Host, or 400.
+        let router = if self.validate_host {
+            router.layer(ValidateRequestHeaderLayer::custom(
+                valid_host as fn(&mut Request) -> Result<(), Response>,
+            ))
+        } else {
+            router
+        };
         let router = match self.server_header {
             Some(value) => router.layer(SetResponseHeaderLayer::overriding(header::SERVER, value)),
             None => router,
@@ -168,6 +188,31 @@ impl HttpServe {
             router
         }
     }
+}
+
+/// Refuses a request whose `Host` is missing (HTTP/1.1), repeated, or not a valid
+/// `host[:port]` (RFC 9112 §3.2), with Python's error page and `400`.
+#[allow(clippy::result_large_err)] // the signature tower-http's `ValidateRequest` takes
+fn valid_host(req: &mut Request) -> Result<(), Response> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let valid = match (hosts.next(), hosts.next()) {
+        (None, _) => req.version() != http::Version::HTTP_11,
+        (Some(_), Some(_)) => false,
+        (Some(host), None) => {
+            host.is_empty()
+                || (!host.as_bytes().contains(&b'@')
+                    && http::uri::Authority::try_from(host.as_bytes()).is_ok())
+        }
+    };
+    if valid {
+        return Ok(());
+    }
+    Err(httpserve_core::error_response(
+        StatusCode::BAD_REQUEST,
+        "Bad request: missing or invalid Host header",
+        req.method(),
+    )
+    .map(axum::body::Body::new))
 }
 
 /// The client socket address (for CGI's `REMOTE_ADDR`/`REMOTE_PORT`) from axum's

@@ -15,7 +15,12 @@ fn fixture() -> tempfile::TempDir {
 
 async fn send(app: Router, uri: &str) -> (StatusCode, http::HeaderMap, String) {
     let res = app
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get(uri)
+                .header("host", "localhost")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let (parts, body) = res.into_parts();
@@ -79,4 +84,61 @@ async fn index_files_are_configurable() {
         .index_files(["home.html"])
         .into_router();
     assert_eq!(send(app, "/sub/").await.2, "home");
+}
+
+#[tokio::test]
+async fn host_must_be_present_single_and_valid_for_http_1_1() {
+    let d = fixture();
+    let app = HttpServe::new(d.path()).into_router::<()>();
+    let send_with = |hosts: &'static [&'static str], version| {
+        let app = app.clone();
+        async move {
+            let mut req = Request::get("/top.txt").version(version);
+            for host in hosts {
+                req = req.header("host", *host);
+            }
+            app.oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    use http::Version;
+    assert_eq!(
+        send_with(&[], Version::HTTP_11).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send_with(&["a", "b"], Version::HTTP_11).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send_with(&["a b"], Version::HTTP_11).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send_with(&["user@host"], Version::HTTP_11).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send_with(&["example.com:8080"], Version::HTTP_11).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send_with(&["[::1]:8000"], Version::HTTP_11).await,
+        StatusCode::OK
+    );
+    assert_eq!(send_with(&[""], Version::HTTP_11).await, StatusCode::OK);
+    // HTTP/1.0 may omit it; HTTP/2 carries the authority in the URI instead.
+    assert_eq!(send_with(&[], Version::HTTP_10).await, StatusCode::OK);
+    assert_eq!(send_with(&[], Version::HTTP_2).await, StatusCode::OK);
+    // Off for apps that check it themselves.
+    let app = HttpServe::new(d.path())
+        .validate_host(false)
+        .into_router::<()>();
+    let res = app
+        .oneshot(Request::get("/top.txt").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
 }
