@@ -27,7 +27,9 @@ mod resolve;
 mod root;
 
 pub use error::{ErrorMessage, ErrorPage, error_response, explanation};
-pub use path::{TranslatedPath, python_quote, safe_redirect_path, translate_path};
+pub use path::{
+    TranslatedPath, python_quote, safe_redirect_path, translate_path, translate_relative,
+};
 pub use resolve::{Entry, Resolved};
 pub use root::{Root, SymlinkPolicy};
 

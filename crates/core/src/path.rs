@@ -1,8 +1,7 @@
 //! Request path → filesystem path, the way Python's `translate_path` does it.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 /// A request path mapped below a root directory.
@@ -25,29 +24,42 @@ pub struct TranslatedPath {
 /// Unlike Python, `%FF` decodes to the raw byte 0xFF, so every file name, UTF-8 or
 /// not, has exactly one spelling that reaches it.
 pub fn translate_path(root: &Path, uri_path: &str) -> Option<TranslatedPath> {
-    let decoded: Vec<u8> = percent_decode_str(uri_path).collect();
+    let (relative, trailing_slash) = translate_relative(uri_path)?;
+    Some(TranslatedPath {
+        fs_path: root.join(relative),
+        trailing_slash,
+    })
+}
+
+/// [`translate_path`] without the root: the normalised relative path (empty for the root
+/// itself) and whether the decoded path ended in `/`.
+pub fn translate_relative(uri_path: &str) -> Option<(PathBuf, bool)> {
+    let decoded: std::borrow::Cow<'_, [u8]> = percent_decode_str(uri_path).into();
     if decoded.contains(&0) {
         return None;
     }
     let trailing_slash = decoded.last() == Some(&b'/');
-    let mut segments: Vec<&[u8]> = Vec::new();
+    let mut relative: Vec<u8> = Vec::with_capacity(decoded.len());
     for segment in decoded.split(|&b| b == b'/') {
         match segment {
             b"" | b"." => {}
             b".." => {
-                segments.pop();
+                // Drop the last segment (and its separator), never above the root.
+                let cut = relative.iter().rposition(|&b| b == b'/').unwrap_or(0);
+                relative.truncate(cut);
             }
-            other => segments.push(other),
+            other => {
+                if !relative.is_empty() {
+                    relative.push(b'/');
+                }
+                relative.extend_from_slice(other);
+            }
         }
     }
-    let mut fs_path = root.to_path_buf();
-    for segment in segments {
-        fs_path.push(OsStr::from_bytes(segment));
-    }
-    Some(TranslatedPath {
-        fs_path,
+    Some((
+        PathBuf::from(std::ffi::OsString::from_vec(relative)),
         trailing_slash,
-    })
+    ))
 }
 
 /// The characters Python's `urllib.parse.quote` leaves alone: `A-Za-z0-9_.-~/`.
@@ -100,7 +112,7 @@ mod tests {
         assert_eq!(fs("/%C3%A9.txt"), Path::new("/r/é.txt"));
         assert_eq!(fs("/sp+ace"), Path::new("/r/sp+ace"));
         assert_eq!(fs("/%zz"), Path::new("/r/%zz"));
-        assert_eq!(fs("/%FF").as_os_str().as_bytes(), b"/r/\xff");
+        assert_eq!(fs("/%FF").as_os_str().as_encoded_bytes(), b"/r/\xff");
         assert_eq!(fs("/a%5Cb"), Path::new("/r/a\\b"));
     }
 
@@ -112,6 +124,16 @@ mod tests {
         assert!(t("/sub%2f"));
         assert!(!t("/sub"));
         assert!(!t("/sub/."));
+    }
+
+    #[test]
+    fn relative_form_matches() {
+        let r = |p| translate_relative(p).unwrap().0;
+        assert_eq!(r("/"), Path::new(""));
+        assert_eq!(r("/a/b/../c"), Path::new("a/c"));
+        assert_eq!(r("/a/../../b"), Path::new("b"));
+        assert_eq!(r("/aa/b/.."), Path::new("aa"));
+        assert_eq!(r("//a//./b/"), Path::new("a/b"));
     }
 
     #[test]

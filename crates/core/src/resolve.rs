@@ -1,6 +1,6 @@
 //! One filesystem lookup per request, shared by every layer through request extensions.
 
-use crate::path::translate_path;
+use crate::path::translate_relative;
 use crate::root::Root;
 use http::Request;
 use std::fs::{File, Metadata};
@@ -50,7 +50,6 @@ struct Inner {
     root: Root,
     uri_path: Box<str>,
     relative: PathBuf,
-    fs_path: PathBuf,
     trailing_slash: bool,
     entry: Entry,
 }
@@ -86,15 +85,10 @@ impl Resolved {
 
     /// Looks `uri_path` up below `root` without consulting any cache.
     pub fn resolve(root: &Root, uri_path: &str) -> Self {
-        let Some(t) = translate_path(root.path(), uri_path) else {
+        let Some((relative, trailing_slash)) = translate_relative(uri_path) else {
             return Self::with_entry(root, uri_path, PathBuf::new(), false, Entry::Invalid);
         };
-        let relative = t
-            .fs_path
-            .strip_prefix(root.path())
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        Self::open_relative(root, uri_path, relative, t.trailing_slash)
+        Self::open_relative(root, uri_path, relative, trailing_slash)
     }
 
     /// Looks up `name` inside the directory `self` names, recording it as the lookup of
@@ -126,7 +120,6 @@ impl Resolved {
         Self(Arc::new(Inner {
             root: root.clone(),
             uri_path: uri_path.into(),
-            fs_path: root.path().join(&relative),
             relative,
             trailing_slash,
             entry,
@@ -144,8 +137,13 @@ impl Resolved {
     }
 
     /// The filesystem path the request maps to.
-    pub fn fs_path(&self) -> &Path {
-        &self.0.fs_path
+    pub fn fs_path(&self) -> PathBuf {
+        self.0.root.path().join(&self.0.relative)
+    }
+
+    /// The path below the root (empty for the root itself).
+    pub fn relative_path(&self) -> &Path {
+        &self.0.relative
     }
 
     /// The root it was looked up below.

@@ -286,7 +286,7 @@ fn file_response(
         Some((first, last)) => (StatusCode::PARTIAL_CONTENT, first, last - first + 1),
         None => (StatusCode::OK, 0, len),
     };
-    let mime = content_type(resolved.fs_path());
+    let mime = content_type(resolved.relative_path());
     let last_modified = metadata.modified().ok().map(LastModified::from);
     let etag = etag(metadata);
     let body = if method == Method::HEAD {
