@@ -175,3 +175,81 @@ fn running_out_of_descriptors_does_not_stop_the_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The server's resident set size, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_slow_reader_of_a_10_gib_file_keeps_memory_flat() {
+    let d = fixture();
+    // Sparse: 10 GiB of zeros that take no disk.
+    let file = std::fs::File::create(d.path().join("huge.bin")).unwrap();
+    file.set_len(10 * 1024 * 1024 * 1024).unwrap();
+    drop(file);
+    let server = Server::serve(d.path(), &[]);
+    let before = rss_kib(server.pid());
+    let mut s = server.connect();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Read 64 MiB in small sips, pausing, so the server keeps hitting backpressure.
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0usize;
+    let mut peak = before;
+    for round in 0..256 {
+        let mut got = 0;
+        while got < buf.len() {
+            let n = s.read(&mut buf[got..]).unwrap();
+            assert!(n > 0, "the download stopped");
+            got += n;
+        }
+        total += got;
+        if round % 16 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+            peak = peak.max(rss_kib(server.pid()));
+        }
+    }
+    assert!(total >= 64 * 1024 * 1024);
+    // The socket buffers and one 256 KiB chunk in flight, not the 10 GiB.
+    assert!(
+        peak < before + 16 * 1024,
+        "RSS grew from {before} KiB to {peak} KiB"
+    );
+}
+
+#[test]
+fn a_thousand_idle_keep_alive_connections_cost_under_50_mib() {
+    raise_own_fd_limit();
+    let d = fixture();
+    let server = Server::serve(d.path(), &[]);
+    let idle_rss = rss_kib(server.pid());
+    assert!(idle_rss < 10 * 1024, "idle RSS {idle_rss} KiB");
+    // Each connection makes one request and then stays open, idle, kept alive.
+    let mut conns: Vec<TcpStream> = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let mut s = server.connect();
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        conns.push(s);
+    }
+    for s in &mut conns {
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let rss = rss_kib(server.pid());
+    assert!(
+        rss < 50 * 1024,
+        "1000 idle keep-alive connections: RSS {rss} KiB"
+    );
+    assert_eq!(server.get("/a.txt").status, 200);
+}
