@@ -429,6 +429,7 @@ fn looks_executable(path: &Path) -> bool {
 #[derive(Debug, Clone)]
 pub struct CgiLayer {
     config: Arc<CgiConfig>,
+    enabled: bool,
 }
 
 impl CgiLayer {
@@ -436,6 +437,16 @@ impl CgiLayer {
     pub fn new(config: CgiConfig) -> Self {
         Self {
             config: Arc::new(config),
+            enabled: true,
+        }
+    }
+
+    /// A layer that runs nothing and passes every request on: the same service type with
+    /// CGI switched off (so a stack can be built once, with or without `--cgi`).
+    pub fn pass_through() -> Self {
+        Self {
+            config: Arc::new(CgiConfig::new("/nonexistent").directories(Vec::<String>::new())),
+            enabled: false,
         }
     }
 }
@@ -447,6 +458,7 @@ impl<S> tower_layer::Layer<S> for CgiLayer {
         Cgi {
             inner,
             config: self.config.clone(),
+            enabled: self.enabled,
         }
     }
 }
@@ -457,6 +469,7 @@ impl<S> tower_layer::Layer<S> for CgiLayer {
 pub struct Cgi<S> {
     inner: S,
     config: Arc<CgiConfig>,
+    enabled: bool,
 }
 
 impl<S> Cgi<S> {
@@ -501,6 +514,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if !self.enabled {
+            return ResponseFuture::inner(self.inner.call(req));
+        }
         let Some(target) = cgi_target(&self.config, &collapse(req.uri().path())) else {
             if req.method() == Method::POST {
                 let res = run::page(
@@ -519,6 +535,7 @@ where
         let this = Cgi {
             inner: std::mem::replace(&mut self.inner, inner),
             config: self.config.clone(),
+            enabled: true,
         };
         ResponseFuture::boxed(Box::pin(run_layer(this, req, target)))
     }

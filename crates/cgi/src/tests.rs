@@ -188,3 +188,25 @@ async fn directories_are_configurable() {
         .unwrap();
     assert_eq!(text(res).await.1, "static");
 }
+
+#[tokio::test]
+async fn a_pass_through_layer_runs_nothing() {
+    let d = fixture();
+    let inner = service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(String::from("inner")))
+    });
+    let svc = CgiLayer::pass_through().layer(inner);
+    let res = svc
+        .clone()
+        .oneshot(Request::get("/cgi-bin/env.sh").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(text(res).await.1, "inner");
+    // Not even Python's POST rule: without CGI, POST is the inner service's business.
+    let res = svc
+        .oneshot(Request::post("/x").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(text(res).await.1, "inner");
+    drop(d);
+}

@@ -26,6 +26,7 @@
 //! `httpserve-conditional`, which works on any response carrying `Last-Modified`/`ETag`.
 
 mod body;
+mod validators;
 
 pub use body::FileBody;
 
@@ -38,7 +39,6 @@ use std::fs::Metadata;
 use std::future::{Ready, ready};
 use std::path::Path;
 use std::task::{Context, Poll};
-use std::time::UNIX_EPOCH;
 
 /// The body of a [`ServeFiles`] response: file bytes, or an HTML error page.
 pub type ResponseBody = Either<FileBody, PageBody>;
@@ -154,7 +154,7 @@ fn requested_range(headers: &http::HeaderMap, metadata: &Metadata) -> RangeReque
             return RangeRequest::Full;
         };
         let last_modified = metadata.modified().ok().map(LastModified::from);
-        if if_range.is_modified(Some(&etag(metadata)), last_modified.as_ref()) {
+        if if_range.is_modified(etag(metadata).as_ref(), last_modified.as_ref()) {
             return RangeRequest::Full;
         }
     }
@@ -231,22 +231,13 @@ pub fn content_type(path: &Path) -> &'static str {
         .unwrap_or("application/octet-stream")
 }
 
-/// A strong validator from mtime and size, in the format tower-http's `ServeDir` uses.
-fn etag(metadata: &Metadata) -> headers::ETag {
-    let (secs, nanos) = metadata
-        .modified()
+/// The file's strong `ETag`, typed (for `If-Range`).
+fn etag(metadata: &Metadata) -> Option<headers::ETag> {
+    validators::validators(metadata)
+        .etag
+        .to_str()
         .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or((0, 0), |d| (d.as_secs(), d.subsec_nanos()));
-    format!("\"{secs:x}.{nanos:08x}-{:x}\"", metadata.len())
-        .parse()
-        .unwrap_or_else(|_| unreachable_etag())
-}
-
-#[cold]
-fn unreachable_etag() -> headers::ETag {
-    // The format above is always a valid quoted entity tag.
-    "\"0\"".parse().unwrap_or_else(|_| unreachable_etag())
+        .and_then(|text| text.parse().ok())
 }
 
 fn build_response(decision: Decision, method: &Method) -> Response<ResponseBody> {
@@ -286,9 +277,8 @@ fn file_response(
         Some((first, last)) => (StatusCode::PARTIAL_CONTENT, first, last - first + 1),
         None => (StatusCode::OK, 0, len),
     };
-    let mime = content_type(resolved.relative_path());
-    let last_modified = metadata.modified().ok().map(LastModified::from);
-    let etag = etag(metadata);
+    let mime = validators::cached_content_type(resolved.relative_path());
+    let validators = validators::validators(metadata);
     let body = if method == Method::HEAD {
         FileBody::empty()
     } else {
@@ -300,10 +290,10 @@ fn file_response(
     let headers = res.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
-    if let Some(last_modified) = last_modified {
-        headers.typed_insert(last_modified);
+    if let Some(last_modified) = validators.last_modified {
+        headers.insert(header::LAST_MODIFIED, last_modified);
     }
-    headers.typed_insert(etag);
+    headers.insert(header::ETAG, validators.etag);
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if span.is_some()
         && let Ok(range) = headers::ContentRange::bytes(offset..offset + count, len)

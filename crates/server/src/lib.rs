@@ -34,7 +34,6 @@
 use axum::Router;
 use axum::extract::Request;
 use axum::extract::{ConnectInfo, NestedPath};
-use axum::response::Response;
 use http::{Extensions, HeaderValue, StatusCode, header};
 use httpserve_access_log::AccessLogLayer;
 use httpserve_cgi::{CgiConfig, CgiLayer};
@@ -44,9 +43,11 @@ pub use httpserve_core::SymlinkPolicy;
 use httpserve_files::ServeFiles;
 use httpserve_index::{DEFAULT_INDEX_FILES, IndexLayer};
 use httpserve_listing::ListingLayer;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use tower::{Layer, ServiceBuilder};
+use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
@@ -145,57 +146,111 @@ impl HttpServe {
     where
         S: Clone + Send + Sync + 'static,
     {
+        Router::new().fallback_service(self.into_service())
+    }
+
+    /// The stack as one tower service, without axum's router: what the `httpserve` binary
+    /// serves (one concrete type, no per-request boxing between layers).
+    pub fn into_service(
+        self,
+    ) -> impl tower::Service<
+        Request,
+        Response = http::Response<
+            impl http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
+        >,
+        Error = Infallible,
+        Future = impl Future<
+            Output = Result<
+                http::Response<
+                    impl http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
+                >,
+                Infallible,
+            >,
+        > + Send
+                 + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static {
         // One Root for every layer: they share its policies and each other's lookups.
         let root = Root::new(&self.root)
             .symlinks(self.symlinks)
             .hide_dotfiles(self.hide_dotfiles);
-        let files = ServiceBuilder::new()
+        let cgi = match self.cgi {
+            Some(cgi) => CgiLayer::new(
+                cgi.hide_dotfiles(self.hide_dotfiles)
+                    .confine_symlinks(self.symlinks != SymlinkPolicy::Follow),
+            ),
+            None => CgiLayer::pass_through(),
+        };
+        ServiceBuilder::new()
+            .option_layer(
+                self.access_log
+                    .then(|| AccessLogLayer::new().client_addr(connect_info_ip)),
+            )
+            .option_layer(
+                self.server_header
+                    .map(|value| SetResponseHeaderLayer::overriding(header::SERVER, value)),
+            )
+            // RFC 9112 §3.2: one syntactically valid Host, or 400.
+            .option_layer(
+                self.validate_host
+                    .then(|| ValidateRequestHeaderLayer::custom(HostCheck::default())),
+            )
+            // Outside CGI, so a script's output with validators gets 304 too.
+            .layer(ConditionalLayer::new())
+            .layer(cgi)
             .layer(
                 IndexLayer::new(&root)
                     .index_files(self.index_files)
                     .mount_prefix(nested_path),
             )
             .layer(ListingLayer::new(&root))
-            .service(ServeFiles::new(&root));
-        // The conditional layer is outermost so CGI output with validators gets 304 too.
-        let router = match self.cgi {
-            Some(cgi) => Router::new().fallback_service(
-                ServiceBuilder::new()
-                    .layer(ConditionalLayer::new())
-                    .layer(CgiLayer::new(
-                        cgi.hide_dotfiles(self.hide_dotfiles)
-                            .confine_symlinks(self.symlinks != SymlinkPolicy::Follow),
-                    ))
-                    .service(files),
-            ),
-            None => Router::new().fallback_service(ConditionalLayer::new().layer(files)),
-        };
-        // RFC 9112 §3.2: one syntactically valid Host, or 400.
-        let router = if self.validate_host {
-            router.layer(ValidateRequestHeaderLayer::custom(
-                valid_host as fn(&mut Request) -> Result<(), Response>,
-            ))
-        } else {
-            router
-        };
-        let router = match self.server_header {
-            Some(value) => router.layer(SetResponseHeaderLayer::overriding(header::SERVER, value)),
-            None => router,
-        };
-        if self.access_log {
-            router.layer(AccessLogLayer::new().client_addr(connect_info_ip))
-        } else {
-            router
-        }
+            .service(ServeFiles::new(&root))
     }
 }
 
-/// Refuses a request whose `Host` is missing (HTTP/1.1), repeated, or not a valid
-/// `host[:port]` (RFC 9112 §3.2), with Python's error page and `400`.
-#[allow(clippy::result_large_err)] // the signature tower-http's `ValidateRequest` takes
-fn valid_host(req: &mut Request) -> Result<(), Response> {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Validates `Host` in front of the conditional layer, answering with Python's page.
+struct HostCheck<B>(std::marker::PhantomData<fn() -> B>);
+
+impl<B> Default for HostCheck<B> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<B> Clone for HostCheck<B> {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl<ReqBody, B> tower_http::validate_request::ValidateRequest<ReqBody> for HostCheck<B> {
+    type ResponseBody = http_body_util::Either<B, httpserve_core::PageBody>;
+
+    fn validate(
+        &mut self,
+        req: &mut http::Request<ReqBody>,
+    ) -> Result<(), http::Response<Self::ResponseBody>> {
+        if valid_host(req) {
+            return Ok(());
+        }
+        Err(httpserve_core::error_response(
+            StatusCode::BAD_REQUEST,
+            "Bad request: missing or invalid Host header",
+            req.method(),
+        )
+        .map(http_body_util::Either::Right))
+    }
+}
+
+/// Whether a request has what RFC 9112 §3.2 requires: exactly one `Host` that is a
+/// valid `host[:port]` (or empty), which HTTP/1.1 may not omit.
+fn valid_host<B>(req: &http::Request<B>) -> bool {
     let mut hosts = req.headers().get_all(header::HOST).iter();
-    let valid = match (hosts.next(), hosts.next()) {
+    match (hosts.next(), hosts.next()) {
         (None, _) => req.version() != http::Version::HTTP_11,
         (Some(_), Some(_)) => false,
         (Some(host), None) => {
@@ -203,16 +258,7 @@ fn valid_host(req: &mut Request) -> Result<(), Response> {
                 || (!host.as_bytes().contains(&b'@')
                     && http::uri::Authority::try_from(host.as_bytes()).is_ok())
         }
-    };
-    if valid {
-        return Ok(());
     }
-    Err(httpserve_core::error_response(
-        StatusCode::BAD_REQUEST,
-        "Bad request: missing or invalid Host header",
-        req.method(),
-    )
-    .map(axum::body::Body::new))
 }
 
 /// The client socket address (for CGI's `REMOTE_ADDR`/`REMOTE_PORT`) from axum's

@@ -216,7 +216,7 @@ fn run(cli: &Cli) -> Result<(), String> {
                 }
             });
         }
-        let router = app.into_router();
+        let service = app.into_service();
         let options = ServeOptions::default()
             .keep_alive(keep_alive)
             .header_read_timeout(Duration::from_secs(cli.header_timeout))
@@ -224,7 +224,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             .max_header_bytes(usize::try_from(cli.max_header_bytes).unwrap_or(usize::MAX))
             .max_headers(cli.max_headers)
             .grace_period(Duration::from_secs(cli.shutdown_grace));
-        serve(listener, router, options, shutdown_signal()).await;
+        serve(listener, service, options, shutdown_signal()).await;
         Ok(())
     })
 }

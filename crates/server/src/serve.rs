@@ -5,7 +5,7 @@
 //! client otherwise stalls ~40 ms per request on delayed ACKs), keep-alive on or off,
 //! a header-read timeout, and a graceful shutdown bounded by a grace period.
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::Request;
 use httpserve_core::LocalAddr;
@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -148,7 +149,7 @@ fn bind_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// Status codes without a standard reason phrase (a CGI script's `299`) get the one the
 /// response carries, else `Unknown`, instead of hyper's `<none>`.
-fn with_reason_phrase(mut res: axum::response::Response) -> axum::response::Response {
+fn with_reason_phrase<B>(mut res: http::Response<B>) -> http::Response<B> {
     if res.status().canonical_reason().is_none() {
         let phrase = res
             .extensions()
@@ -160,14 +161,24 @@ fn with_reason_phrase(mut res: axum::response::Response) -> axum::response::Resp
     res
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight responses finish within the grace period.
-pub async fn serve(
+/// Serves `service` (an axum `Router`, or [`HttpServe::into_service`](crate::HttpServe::into_service))
+/// on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
+/// responses finish within the grace period. Each request carries axum's
+/// `ConnectInfo<SocketAddr>` and httpserve's `LocalAddr` extensions.
+pub async fn serve<S, B>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    S: tower::Service<Request<Body>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .keep_alive(options.keep_alive)
@@ -201,9 +212,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().ok().map(LocalAddr);
-        let service = router
+        let service = service
             .clone()
-            .map_request(move |mut req: Request<Incoming>| {
+            .map_request(move |req: Request<Incoming>| {
+                let mut req = req.map(Body::new);
                 req.extensions_mut().insert(ConnectInfo(peer));
                 if let Some(local) = local {
                     req.extensions_mut().insert(local);
