@@ -31,7 +31,13 @@ thread_local! {
 /// The validators of the file `metadata` describes, from this thread's cache when this
 /// version was seen before.
 pub(crate) fn validators(metadata: &Metadata) -> Validators {
-    let key = (metadata.dev(), metadata.ino(), metadata.mtime(), metadata.mtime_nsec(), metadata.len());
+    let key = (
+        metadata.dev(),
+        metadata.ino(),
+        metadata.mtime(),
+        metadata.mtime_nsec(),
+        metadata.len(),
+    );
     VALIDATORS.with(|cache| {
         if let Some(found) = cache.borrow().get(&key) {
             return found.clone();
@@ -98,7 +104,10 @@ mod tests {
         let path = d.path().join("f");
         std::fs::write(&path, "one").unwrap();
         let first = validators(&std::fs::metadata(&path).unwrap());
-        assert_eq!(validators(&std::fs::metadata(&path).unwrap()).etag, first.etag);
+        assert_eq!(
+            validators(&std::fs::metadata(&path).unwrap()).etag,
+            first.etag
+        );
         // Same size, rewritten in place: the mtime (ns) moves, so the key does too.
         std::fs::write(&path, "two").unwrap();
         let file = std::fs::File::options().write(true).open(&path).unwrap();
@@ -113,8 +122,16 @@ mod tests {
     fn content_types_are_the_uncached_ones() {
         for name in ["a.txt", "b.TXT", "c.Z", "d.z", "noext", "e.gz", "f.html"] {
             let path = Path::new(name);
-            assert_eq!(cached_content_type(path), crate::content_type(path), "{name}");
-            assert_eq!(cached_content_type(path), crate::content_type(path), "{name} again");
+            assert_eq!(
+                cached_content_type(path),
+                crate::content_type(path),
+                "{name}"
+            );
+            assert_eq!(
+                cached_content_type(path),
+                crate::content_type(path),
+                "{name} again"
+            );
         }
     }
 }
