@@ -43,12 +43,12 @@ impl<'a> ErrorPage<'a> {
 /// `Content-Type: text/html;charset=utf-8` and its `Content-Length`; a `HEAD` request
 /// gets the same headers and no body.
 pub fn error_response(status: StatusCode, message: &str, method: &Method) -> Response<PageBody> {
-    let html = ErrorPage::new(status, message).render_html();
+    let html = rendered_page(status, message);
     let len = html.len();
     let body = if method == Method::HEAD {
         Bytes::new()
     } else {
-        Bytes::from(html)
+        html
     };
     let mut res = Response::new(PageBody::new(body));
     *res.status_mut() = status;
@@ -66,6 +66,43 @@ pub fn error_response(status: StatusCode, message: &str, method: &Method) -> Res
 /// print Python's `code 404, message File not found` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorMessage(pub Box<str>);
+
+/// Pages rendered per worker thread, by status and message, so a stream of 404s renders
+/// the template once. Bounded: past the limit the cache starts over.
+const PAGE_CACHE_LIMIT: usize = 256;
+
+type PageCache = std::collections::HashMap<u16, std::collections::HashMap<Box<str>, Bytes>>;
+
+thread_local! {
+    static PAGES: std::cell::RefCell<PageCache> = std::cell::RefCell::new(PageCache::new());
+}
+
+fn rendered_page(status: StatusCode, message: &str) -> Bytes {
+    PAGES.with(|pages| {
+        if let Some(page) = pages
+            .borrow()
+            .get(&status.as_u16())
+            .and_then(|m| m.get(message))
+        {
+            return page.clone();
+        }
+        let page = Bytes::from(ErrorPage::new(status, message).render_html());
+        let mut pages = pages.borrow_mut();
+        if pages
+            .values()
+            .map(std::collections::HashMap::len)
+            .sum::<usize>()
+            >= PAGE_CACHE_LIMIT
+        {
+            pages.clear();
+        }
+        pages
+            .entry(status.as_u16())
+            .or_default()
+            .insert(message.into(), page.clone());
+        page
+    })
+}
 
 /// Python's `HTTPStatus.description` for a status (`???` where Python has none).
 pub fn explanation(status: StatusCode) -> &'static str {
