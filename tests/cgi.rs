@@ -400,8 +400,14 @@ fn a_20_mib_output_and_a_5_mib_upload_arrive_intact() {
             assert_eq!(res.body.len(), want.len());
             assert!(res.body == want, "{mode}: bytes differ");
         } else {
-            // No Content-Length from the script: chunked; the raw body holds the chunks.
+            // No Content-Length from the script: chunked, complete, and byte for byte equal.
             assert_eq!(res.header("transfer-encoding"), Some("chunked"));
+            assert!(
+                res.raw.ends_with(b"\r\n0\r\n\r\n"),
+                "{mode}: the chunked body never ended"
+            );
+            assert_eq!(res.body.len(), want.len(), "{mode}");
+            assert!(res.body == want, "{mode}: bytes differ");
         }
     }
     let upload: Vec<u8> = (0..5 * 1024 * 1024u32)

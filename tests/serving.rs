@@ -286,12 +286,34 @@ fn if_modified_since_gives_304_or_200() {
 }
 
 #[test]
-fn a_directory_listing_reflects_changes_at_once() {
+fn no_cache_serves_stale_bytes_or_entries() {
     let d = fixture();
     let server = Server::serve(d.path(), &[]);
     assert_eq!(server.get("/plain/").listing_entries().len(), 1);
     std::fs::write(d.path().join("plain/new.txt"), "new").unwrap();
     assert_eq!(server.get("/plain/").listing_entries().len(), 2);
+    // An entry replaced by another name (a rename within the same second).
+    std::fs::rename(
+        d.path().join("plain/new.txt"),
+        d.path().join("plain/renamed.txt"),
+    )
+    .unwrap();
+    let entries = server.get("/plain/").listing_entries();
+    assert!(
+        entries.iter().any(|e| e.contains("renamed.txt")),
+        "{entries:?}"
+    );
+    assert!(
+        !entries.iter().any(|e| e.contains("new.txt")),
+        "{entries:?}"
+    );
+    // A file overwritten in place, same size, read back at once.
+    std::fs::write(d.path().join("a.txt"), "ALPHA\n").unwrap();
+    assert_eq!(server.get("/a.txt").body, b"ALPHA\n");
+    // Replaced by a new file under the same name (a new inode).
+    std::fs::write(d.path().join("a.tmp"), "replaced").unwrap();
+    std::fs::rename(d.path().join("a.tmp"), d.path().join("a.txt")).unwrap();
+    assert_eq!(server.get("/a.txt").body, b"replaced");
     std::fs::write(d.path().join("a.txt"), "rewritten").unwrap();
     assert_eq!(server.get("/a.txt").body, b"rewritten");
 }
