@@ -32,7 +32,6 @@
 //! lookup ([`httpserve_core::Resolved`]).
 
 use axum::Router;
-use axum::extract::Request;
 use axum::extract::{ConnectInfo, NestedPath};
 use http::{Extensions, HeaderValue, StatusCode, header};
 use httpserve_access_log::AccessLogLayer;
@@ -146,15 +145,15 @@ impl HttpServe {
     where
         S: Clone + Send + Sync + 'static,
     {
-        Router::new().fallback_service(self.into_service())
+        Router::new().fallback_service(self.into_service::<axum::body::Body>())
     }
 
     /// The stack as one tower service, without axum's router: what the `httpserve` binary
     /// serves (one concrete type, no per-request boxing between layers).
-    pub fn into_service(
+    pub fn into_service<B>(
         self,
     ) -> impl tower::Service<
-        Request,
+        http::Request<B>,
         Response = http::Response<
             impl http_body::Body<Data = bytes::Bytes, Error = BoxError> + Send + 'static,
         >,
@@ -171,7 +170,11 @@ impl HttpServe {
     > + Clone
     + Send
     + Sync
-    + 'static {
+    + 'static
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Default + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         // One Root for every layer: they share its policies and each other's lookups.
         let root = Root::new(&self.root)
             .symlinks(self.symlinks)

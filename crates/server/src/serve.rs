@@ -5,7 +5,6 @@
 //! client otherwise stalls ~40 ms per request on delayed ACKs), keep-alive on or off,
 //! a header-read timeout, and a graceful shutdown bounded by a grace period.
 
-use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::Request;
 use httpserve_core::LocalAddr;
@@ -147,6 +146,43 @@ fn bind_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// A request body straight from hyper, without boxing: `Default` (empty) so a service can
+/// make requests of its own (CGI's local redirects).
+#[derive(Debug, Default)]
+pub struct IncomingBody(Option<Incoming>);
+
+impl From<Incoming> for IncomingBody {
+    fn from(body: Incoming) -> Self {
+        Self(Some(body))
+    }
+}
+
+impl http_body::Body for IncomingBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().0 {
+            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.as_ref().map_or_else(
+            || http_body::SizeHint::with_exact(0),
+            http_body::Body::size_hint,
+        )
+    }
+}
+
 /// Status codes without a standard reason phrase (a CGI script's `299`) get the one the
 /// response carries, else `Unknown`, instead of hyper's `<none>`.
 fn with_reason_phrase<B>(mut res: http::Response<B>) -> http::Response<B> {
@@ -171,7 +207,7 @@ pub async fn serve<S, B>(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower::Service<Request<Body>, Response = http::Response<B>, Error = Infallible>
+    S: tower::Service<Request<IncomingBody>, Response = http::Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -215,7 +251,7 @@ pub async fn serve<S, B>(
         let service = service
             .clone()
             .map_request(move |req: Request<Incoming>| {
-                let mut req = req.map(Body::new);
+                let mut req = req.map(IncomingBody::from);
                 req.extensions_mut().insert(ConnectInfo(peer));
                 if let Some(local) = local {
                     req.extensions_mut().insert(local);
