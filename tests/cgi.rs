@@ -63,6 +63,21 @@ fn fixture() -> tempfile::TempDir {
         0o755,
     );
     write_script(&p.join("cgi-bin/readme.txt"), "not a script\n", 0o644);
+    write_script(
+        &p.join("cgi-bin/fd7.sh"),
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\ncat <&7 2>/dev/null || echo no-fd-7\n",
+        0o755,
+    );
+    write_script(
+        &p.join("cgi-bin/badlength.sh"),
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\nContent-Length: abc\\n\\nhello\\n'\n",
+        0o755,
+    );
+    write_script(
+        &p.join("cgi-bin/continue.sh"),
+        "#!/bin/sh\nprintf 'Status: 100 Continue\\nContent-Type: text/plain\\n\\nx'\n",
+        0o755,
+    );
     std::fs::write(p.join("static/page.txt"), "static page\n").unwrap();
     d
 }
@@ -638,4 +653,124 @@ fn zombie_children(parent: u32) -> Vec<u32> {
         }
     }
     zombies
+}
+
+#[test]
+fn a_cut_short_upload_is_never_taken_for_a_whole_one() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &["--body-timeout", "1"]);
+    // 3 of 100 declared bytes, then silence: the script is killed, the client told.
+    let mut s = server.connect();
+    s.write_all(b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(
+        !text.contains("len=3"),
+        "the script answered for a partial body: {text}"
+    );
+}
+
+#[test]
+fn inherited_descriptors_never_reach_scripts() {
+    let d = fixture();
+    let secret = d.path().join("secret-fd");
+    std::fs::write(&secret, "inherited-secret").unwrap();
+    // The shell opens fd 7 without close-on-exec, then becomes httpserve.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec 7<\"$1\"; shift; exec \"$@\"")
+        .arg("sh")
+        .arg(&secret)
+        .arg(common::binary())
+        .args(["0", "-b", "127.0.0.1", "--cgi", "--cgi-user", "root", "-d"])
+        .arg(d.path());
+    let server = Server::spawn(cmd);
+    let res = server.get("/cgi-bin/fd7.sh");
+    assert_eq!(res.text(), "no-fd-7\n");
+}
+
+#[test]
+fn the_number_of_running_scripts_is_capped() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &["--cgi-max-scripts", "2"]);
+    let port = server.port;
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.write_all(
+                    b"GET /cgi-bin/h/sleep/1500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                )
+                .unwrap();
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+                out
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let res = server.get("/cgi-bin/hello.sh");
+    assert_eq!(res.status, 503, "{}", res.text());
+    for handle in slow {
+        assert!(String::from_utf8_lossy(&handle.join().unwrap()).contains("slept"));
+    }
+    // Slots free up again.
+    assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
+}
+
+#[test]
+fn header_blocks_hyper_would_refuse_are_502() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    assert_eq!(server.get("/cgi-bin/badlength.sh").status, 502);
+    assert_eq!(server.get("/cgi-bin/continue.sh").status, 502);
+}
+
+#[test]
+fn symlink_policies_apply_to_scripts() {
+    let d = fixture();
+    // An absolute link to a script inside the root, and a link to one outside.
+    std::os::unix::fs::symlink(
+        d.path().join("cgi-bin/hello.sh"),
+        d.path().join("cgi-bin/abs.sh"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("hello.sh", d.path().join("cgi-bin/rel.sh")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_script(
+        &outside.path().join("out.sh"),
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nout\\n'\n",
+        0o755,
+    );
+    std::os::unix::fs::symlink(
+        outside.path().join("out.sh"),
+        d.path().join("cgi-bin/out.sh"),
+    )
+    .unwrap();
+    let follow = cgi_server(d.path(), &[]);
+    for script in ["abs.sh", "rel.sh", "out.sh"] {
+        assert_eq!(
+            follow.get(&format!("/cgi-bin/{script}")).status,
+            200,
+            "follow {script}"
+        );
+    }
+    let within = cgi_server(d.path(), &["--symlinks", "within"]);
+    assert_eq!(within.get("/cgi-bin/rel.sh").status, 200);
+    assert_eq!(within.get("/cgi-bin/abs.sh").status, 404);
+    assert_eq!(within.get("/cgi-bin/out.sh").status, 404);
+    let never = cgi_server(d.path(), &["--symlinks", "never"]);
+    for script in ["abs.sh", "rel.sh", "out.sh"] {
+        assert_eq!(
+            never.get(&format!("/cgi-bin/{script}")).status,
+            404,
+            "never {script}"
+        );
+    }
+    assert_eq!(never.get("/cgi-bin/hello.sh").status, 200);
 }

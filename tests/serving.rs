@@ -265,7 +265,29 @@ fn if_modified_since_gives_304_or_200() {
             .status,
         412
     );
-    // Listings carry the directory's Last-Modified, so they get 304 too.
+    // Listings carry the directory's Last-Modified (once it is over a second old, so a
+    // change in the same second cannot hide behind it), and an ETag, so they get 304 too.
+    let fresh = server.get("/plain/");
+    assert_eq!(fresh.header("last-modified"), None);
+    let etag = fresh.header("etag").unwrap().to_owned();
+    assert_eq!(
+        server
+            .request("GET", "/plain/", &[("If-None-Match", &etag)])
+            .status,
+        304
+    );
+    std::fs::write(d.path().join("plain/another.txt"), "x").unwrap();
+    assert_eq!(
+        server
+            .request("GET", "/plain/", &[("If-None-Match", &etag)])
+            .status,
+        200
+    );
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(d.path().join("plain"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     let listing = server.get("/plain/");
     let dir_lm = listing.header("last-modified").unwrap().to_owned();
     assert_eq!(dir_lm, file_mtime(&d.path().join("plain")));

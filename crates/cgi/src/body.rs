@@ -15,10 +15,19 @@ use tokio::process::{Child, ChildStdout};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
+/// `now + duration`, saturating far in the future instead of overflowing.
+pub(crate) fn after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + Duration::from_secs(366 * 24 * 3600))
+}
+
 /// Owns a running script. Dropped before the script's output was complete (the client
 /// went away, a timeout, server shutdown), it kills the script's whole process group.
 #[derive(Debug)]
 pub(crate) struct ScriptGuard {
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    body_failure: Option<crate::run::BodyFailure>,
     child: Option<Child>,
     group: Option<Pid>,
     stdin_task: Option<JoinHandle<()>>,
@@ -39,12 +48,33 @@ impl ScriptGuard {
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw);
         Self {
+            slot: None,
+            body_failure: None,
             child: Some(child),
             group,
             stdin_task,
             name,
             deadline,
         }
+    }
+
+    /// Shares the request-body failure flag, so a body cut short ends the response with an
+    /// error instead of a complete-looking one.
+    pub(crate) fn with_body_failure(mut self, failure: crate::run::BodyFailure) -> Self {
+        self.body_failure = Some(failure);
+        self
+    }
+
+    /// Holds a running-script slot until the script has exited (or been killed).
+    pub(crate) fn with_slot(mut self, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+
+    fn body_failed(&self) -> bool {
+        self.body_failure
+            .as_ref()
+            .is_some_and(|f| f.get().is_some())
     }
 
     /// The output is complete: reap the script in the background and log a non-zero exit;
@@ -54,9 +84,11 @@ impl ScriptGuard {
             return;
         };
         let killer = GroupKiller(self.group.take());
+        let slot = self.slot.take();
         let name = self.name.clone();
         let deadline = self.deadline;
         tokio::spawn(async move {
+            let _slot = slot;
             let mut killer = killer;
             match tokio::time::timeout_at(deadline, child.wait()).await {
                 Ok(Ok(status)) => {
@@ -155,7 +187,7 @@ impl CgiBody {
             inner: Inner::Stream(Box::new(Streaming {
                 stdout,
                 leftover: Some(leftover).filter(|b| !b.is_empty()),
-                idle: Box::pin(tokio::time::sleep(idle_timeout)),
+                idle: Box::pin(tokio::time::sleep_until(after(idle_timeout))),
                 idle_timeout,
                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 guard: Some(guard),
@@ -207,12 +239,19 @@ impl Streaming {
         match tokio_util::io::poll_read_buf(Pin::new(&mut self.stdout), cx, &mut buf) {
             Poll::Ready(Ok(0)) => {
                 if let Some(guard) = self.guard.take() {
+                    if guard.body_failed() {
+                        // The script was killed for a broken upload: not a complete answer.
+                        return Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "request body incomplete; CGI script killed",
+                        ))));
+                    }
                     guard.finish();
                 }
                 Poll::Ready(None)
             }
             Poll::Ready(Ok(_)) => {
-                let next = Instant::now() + self.idle_timeout;
+                let next = after(self.idle_timeout);
                 self.idle.as_mut().reset(next);
                 Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
             }

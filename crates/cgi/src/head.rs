@@ -130,6 +130,18 @@ pub fn parse_head(block: &[u8], nph: bool, max_fields: usize) -> Result<ScriptHe
         if name == http::header::CONTENT_TYPE {
             head.has_content_type = true;
         }
+        // A length hyper would refuse (or two) must be the script's error, not a dropped
+        // connection: only one, and only digits.
+        if name == http::header::CONTENT_LENGTH
+            && (value.is_empty()
+                || !value.as_bytes().iter().all(u8::is_ascii_digit)
+                || head
+                    .headers
+                    .iter()
+                    .any(|(n, _)| n == http::header::CONTENT_LENGTH))
+        {
+            return Err(HeadError::MalformedField(lossy()));
+        }
         head.headers.push((name, value));
     }
     Ok(head)
@@ -148,7 +160,8 @@ fn parse_status(value: &[u8]) -> Result<StatusCode, HeadError> {
     let rest_ok = value.len() == 3 || value.get(3) == Some(&b' ');
     code.filter(|_| rest_ok)
         .and_then(|c| StatusCode::from_bytes(c).ok())
-        .filter(|s| (100..600).contains(&s.as_u16()))
+        // 1xx are interim responses: a script's final answer cannot be one.
+        .filter(|s| (200..600).contains(&s.as_u16()))
         .ok_or_else(|| HeadError::BadStatus(String::from_utf8_lossy(value).into_owned()))
 }
 

@@ -114,7 +114,8 @@ pub struct CgiConfig {
     client_addr: ClientAddrFn,
     mount_prefix: MountPrefixFn,
     hide_dotfiles: bool,
-    confine_symlinks: bool,
+    confine: Option<httpserve_core::Root>,
+    scripts: Arc<tokio::sync::Semaphore>,
 }
 
 impl CgiConfig {
@@ -130,7 +131,7 @@ impl CgiConfig {
             body_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_header_fields: 100,
-            max_buffered_body: 16 * 1024 * 1024,
+            max_buffered_body: 8 * 1024 * 1024,
             pass_env: Vec::new(),
             run_as: RunAs::nobody_if_root(),
             max_local_redirects: 5,
@@ -138,7 +139,8 @@ impl CgiConfig {
             client_addr: socket_addr_extension,
             mount_prefix: no_prefix,
             hide_dotfiles: false,
-            confine_symlinks: false,
+            confine: None,
+            scripts: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SCRIPTS)),
         }
         .directories(["/cgi-bin", "/htbin"])
     }
@@ -202,7 +204,17 @@ impl CgiConfig {
         self
     }
 
-    /// The largest chunked request body buffered to learn its length (default 16 MiB).
+    /// The most scripts running at once (default 64). Past it, a request gets `503` at once
+    /// rather than a process, so a flood cannot exhaust processes, descriptors or memory
+    /// (buffered bodies count against the same slots).
+    pub fn max_scripts(mut self, max: usize) -> Self {
+        self.scripts = Arc::new(tokio::sync::Semaphore::new(
+            max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        ));
+        self
+    }
+
+    /// The largest chunked request body buffered to learn its length (default 8 MiB).
     pub fn max_buffered_body(mut self, bytes: usize) -> Self {
         self.max_buffered_body = bytes;
         self
@@ -255,10 +267,14 @@ impl CgiConfig {
         self
     }
 
-    /// Refuses (`404`) a script whose real path, symlinks resolved, is not below the root.
-    /// (Checked before the script is started; `exec` itself goes by path.)
-    pub fn confine_symlinks(mut self, confine: bool) -> Self {
-        self.confine_symlinks = confine;
+    /// Applies `root`'s symlink policy to scripts: a script the policy would not open
+    /// (a link out of the root, or any link with [`SymlinkPolicy::Never`]) is `404`.
+    /// Checked with the same `openat2` lookup as files, before the script starts; `exec`
+    /// itself then goes by path.
+    ///
+    /// [`SymlinkPolicy::Never`]: httpserve_core::SymlinkPolicy::Never
+    pub fn confine_to(mut self, root: httpserve_core::Root) -> Self {
+        self.confine = Some(root);
         self
     }
 
@@ -306,6 +322,9 @@ impl RunAs {
     }
 }
 
+/// Scripts allowed to run at once unless [`CgiConfig::max_scripts`] says otherwise.
+const DEFAULT_MAX_SCRIPTS: usize = 64;
+
 /// Counts local redirects followed by one request.
 #[derive(Debug, Clone, Copy)]
 struct LocalRedirectHops(u8);
@@ -338,7 +357,12 @@ where
             .iter()
             .chain([&target.script])
             .any(|seg| seg.first() == Some(&b'.'));
-    let escapes = config.confine_symlinks && !below_root(&file, &config.root);
+    let escapes = config.confine.as_ref().is_some_and(|root| {
+        let relative = fs_path(Path::new(""), &target.dir, &target.script);
+        !root
+            .open_below(&relative)
+            .is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()))
+    });
     if hidden || escapes {
         return page(
             StatusCode::NOT_FOUND,
@@ -389,6 +413,14 @@ where
             (interpreter, vec![path.clone().into_os_string()], path)
         }
     };
+    let Ok(slot) = config.scripts.clone().try_acquire_owned() else {
+        tracing::warn!(target: "httpserve::cgi", script = %shown, "too many CGI scripts running");
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many CGI scripts running",
+            &method,
+        );
+    };
     let path_translated = (!target.path_info.is_empty())
         .then(|| resolve::translated(&config.root, &target.path_info));
     let prepared = Prepared {
@@ -400,18 +432,9 @@ where
         path_translated,
         nph: target.script.starts_with(b"nph-"),
         display_name: shown.into(),
+        slot,
     };
     run_script(config, req, prepared).await
-}
-
-/// Whether `file`, symlinks resolved, lies below `root` (a missing file counts as below:
-/// it is a 404 anyway).
-fn below_root(file: &Path, root: &Path) -> bool {
-    match (file.canonicalize(), root.canonicalize()) {
-        (Ok(file), Ok(root)) => file.starts_with(root),
-        (Err(_), _) => true,
-        (Ok(_), Err(_)) => false,
-    }
 }
 
 /// Whether a file starts like something `execve` runs: `#!` or the ELF magic.

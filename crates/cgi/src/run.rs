@@ -2,7 +2,7 @@
 //! block, then stream its stdout to the client.
 
 use crate::CgiConfig;
-use crate::body::{CgiBody, ScriptGuard};
+use crate::body::{CgiBody, ScriptGuard, after};
 use crate::env::{EnvInput, build_env};
 use crate::head::{find_head_end, parse_head};
 use bytes::{Buf, Bytes, BytesMut};
@@ -38,6 +38,8 @@ pub(crate) struct Prepared {
     pub(crate) path_translated: Option<PathBuf>,
     pub(crate) nph: bool,
     pub(crate) display_name: Arc<str>,
+    /// A running-script slot, held until the script has exited.
+    pub(crate) slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub(crate) fn page(status: StatusCode, message: &str, method: &Method) -> Handled {
@@ -62,7 +64,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
-    let deadline = started + config.timeout;
+    let deadline = started
+        .checked_add(config.timeout)
+        .unwrap_or_else(|| after(config.timeout));
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
 
@@ -163,10 +167,23 @@ where
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    // Set (and the script's group killed) when the client's body fails to arrive whole.
+    let body_failure: BodyFailure = Arc::default();
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(nix::unistd::Pid::from_raw);
     let stdin_task = match (input, stdin) {
-        (Input::Stream(body), Some(stdin)) => {
-            Some(tokio::spawn(pump_body(body, stdin, config.body_timeout)))
-        }
+        (Input::Stream(body), Some(stdin)) => Some(tokio::spawn(pump_body(
+            body,
+            stdin,
+            BodyPump {
+                idle: config.body_timeout,
+                expected: content_length.unwrap_or(0),
+                group,
+                failure: body_failure.clone(),
+            },
+        ))),
         (Input::Buffered(bytes), Some(mut stdin)) => Some(tokio::spawn(async move {
             let _ = stdin.write_all(&bytes).await;
         })),
@@ -175,7 +192,19 @@ where
     if let Some(stderr) = stderr {
         tokio::spawn(log_stderr(stderr, script.display_name.clone()));
     }
-    let guard = ScriptGuard::new(child, stdin_task, script.display_name.clone(), deadline);
+    let guard = ScriptGuard::new(child, stdin_task, script.display_name.clone(), deadline)
+        .with_body_failure(body_failure.clone())
+        .with_slot(script.slot);
+    let failed_body = |method: &Method| {
+        body_failure.get().map(|&status| {
+            let message = if status == StatusCode::REQUEST_TIMEOUT {
+                "Request body timed out"
+            } else {
+                "Request body incomplete"
+            };
+            page(status, message, method)
+        })
+    };
     let Some(mut stdout) = stdout else {
         return page(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -198,11 +227,17 @@ where
                 &method,
             );
         }
-        let wait_until = deadline.min(Instant::now() + config.idle_timeout);
+        let wait_until = deadline.min(after(config.idle_timeout));
         let want = (config.max_header_bytes - buf.len()).min(8 * 1024);
         buf.reserve(want);
         let mut limited = (&mut stdout).take(want as u64);
-        match tokio::time::timeout_at(wait_until, limited.read_buf(&mut buf)).await {
+        let read = tokio::time::timeout_at(wait_until, limited.read_buf(&mut buf)).await;
+        if !matches!(read, Ok(Ok(n)) if n > 0)
+            && let Some(answer) = failed_body(&method)
+        {
+            return answer;
+        }
+        match read {
             Err(_) => {
                 tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "timed out before sending headers");
                 return page(StatusCode::GATEWAY_TIMEOUT, "CGI script timed out", &method);
@@ -288,17 +323,45 @@ where
     Handled::Response(res)
 }
 
-/// Copies the request body to the script's stdin with backpressure; stops quietly when
-/// the script stops reading or the body goes idle.
-async fn pump_body<B>(body: B, mut stdin: ChildStdin, idle: std::time::Duration)
+/// Shared between the body pump and the response: why the client's body failed, if it did.
+pub(crate) type BodyFailure = Arc<std::sync::OnceLock<StatusCode>>;
+
+/// How the request body is copied to the script.
+struct BodyPump {
+    idle: std::time::Duration,
+    expected: u64,
+    group: Option<nix::unistd::Pid>,
+    failure: BodyFailure,
+}
+
+impl BodyPump {
+    /// The client's body stalled, broke or ended short: the script must not take a partial
+    /// upload for a whole one, so its process group is killed before stdin closes.
+    fn fail(&self, status: StatusCode) {
+        let _ = self.failure.set(status);
+        if let Some(group) = self.group {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Copies the request body to the script's stdin with backpressure. A script that stops
+/// reading ends the copy quietly; a client body that stalls past the idle timeout, breaks,
+/// or ends before CONTENT_LENGTH bytes is a failure (see [`BodyPump::fail`]).
+async fn pump_body<B>(body: B, mut stdin: ChildStdin, pump: BodyPump)
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut body = std::pin::pin!(body);
+    let mut delivered: u64 = 0;
     loop {
-        let Ok(Some(Ok(frame))) = tokio::time::timeout(idle, body.frame()).await else {
-            return;
+        let frame = match tokio::time::timeout(pump.idle, body.frame()).await {
+            Err(_) => return pump.fail(StatusCode::REQUEST_TIMEOUT),
+            Ok(Some(Err(_))) => return pump.fail(StatusCode::BAD_REQUEST),
+            Ok(None) if delivered < pump.expected => return pump.fail(StatusCode::BAD_REQUEST),
+            Ok(None) => return,
+            Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(mut data) = frame.into_data() {
             while data.has_remaining() {
@@ -307,6 +370,7 @@ where
                     return;
                 }
                 let n = chunk.len();
+                delivered += n as u64;
                 data.advance(n);
             }
         }

@@ -184,6 +184,9 @@ fn open_entry(root: &Root, relative: &Path) -> Entry {
         }
         Err(e) => return Entry::Missing(e.kind()),
     };
+    if root.opened_hidden(&file) {
+        return Entry::Missing(io::ErrorKind::NotFound);
+    }
     match file.metadata() {
         Ok(metadata) if metadata.is_file() => Entry::File { file, metadata },
         Ok(metadata) if metadata.is_dir() => Entry::Directory {

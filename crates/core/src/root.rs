@@ -28,6 +28,8 @@ struct Inner {
     hide_dotfiles: bool,
     /// The root opened once (`O_PATH`), for the confined lookups.
     dir: Option<OwnedFd>,
+    /// The root with symlinks resolved, to judge where a link really leads.
+    canonical: Option<PathBuf>,
 }
 
 /// The directory served, with its symlink and dot-file policies. Cheap to clone; give the
@@ -43,6 +45,7 @@ impl Root {
             symlinks: SymlinkPolicy::Follow,
             hide_dotfiles: false,
             dir: None,
+            canonical: None,
         }))
     }
 
@@ -64,8 +67,14 @@ impl Root {
     /// served (a `404`), whatever is below it.
     pub fn hide_dotfiles(self, hide: bool) -> Self {
         let inner = self.into_inner();
+        let canonical = if hide {
+            inner.path.canonicalize().ok()
+        } else {
+            None
+        };
         Self(Arc::new(Inner {
             hide_dotfiles: hide,
+            canonical,
             ..inner
         }))
     }
@@ -78,6 +87,7 @@ impl Root {
                 symlinks: shared.symlinks,
                 hide_dotfiles: shared.hide_dotfiles,
                 dir: shared.dir.as_ref().and_then(|fd| fd.try_clone().ok()),
+                canonical: shared.canonical.clone(),
             },
         }
     }
@@ -97,12 +107,49 @@ impl Root {
         self.0.hide_dotfiles
     }
 
+    /// Whether `real` (a path with symlinks resolved) is a dot-file for this root: a
+    /// segment below the root starting with `.`, or, for a place outside the root, any
+    /// segment starting with `.`. So a link with an ordinary name cannot expose `.env`.
+    pub fn is_hidden_target(&self, real: &Path) -> bool {
+        if !self.0.hide_dotfiles {
+            return false;
+        }
+        let below = self
+            .0
+            .canonical
+            .as_deref()
+            .and_then(|root| real.strip_prefix(root).ok())
+            .unwrap_or(real);
+        below
+            .components()
+            .any(|c| c.as_os_str().as_encoded_bytes().first() == Some(&b'.'))
+    }
+
+    /// Whether the open `file` is really a dot-file (see [`Root::is_hidden_target`]).
+    pub(crate) fn opened_hidden(&self, file: &File) -> bool {
+        use std::os::fd::AsRawFd;
+        if !self.0.hide_dotfiles {
+            return false;
+        }
+        match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            Ok(real) => self.is_hidden_target(&real),
+            // Without /proc we cannot tell: refuse rather than risk it.
+            Err(_) => true,
+        }
+    }
+
     /// Whether two roots are the same directory with the same policies.
     pub fn same_as(&self, other: &Root) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
             || (self.0.path == other.0.path
                 && self.0.symlinks == other.0.symlinks
                 && self.0.hide_dotfiles == other.0.hide_dotfiles)
+    }
+
+    /// Opens `relative` (below the root; empty for the root itself) for reading, under the
+    /// symlink policy (for checks outside the lookup, such as a CGI script's path).
+    pub fn open_below(&self, relative: &Path) -> io::Result<File> {
+        self.open(relative)
     }
 
     /// Opens `relative` (below the root; empty for the root itself) for reading, under the

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!value.as_bytes().iter().any(|&b| b == b'\r' || b == b'\n' || b == 0));
             }
             if let Some(status) = head.status {
-                assert!((100..600).contains(&status.as_u16()));
+                assert!((200..600).contains(&status.as_u16()));
             }
         }
     }

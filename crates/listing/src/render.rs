@@ -82,10 +82,27 @@ pub fn render_listing(page: &ListingPage, head: bool) -> Response<PageBody> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Ok(modified) = metadata.modified()
-        && let Ok(value) = HeaderValue::try_from(httpdate::fmt_http_date(modified))
-    {
-        headers.insert(header::LAST_MODIFIED, value);
+    if let Ok(modified) = metadata.modified() {
+        // A directory changed within the last second could change again in the same
+        // second, which a one-second date cannot tell (RFC 9110 §8.8.2.2): no date then.
+        let settled = modified
+            .elapsed()
+            .is_ok_and(|age| age >= std::time::Duration::from_secs(1));
+        if settled && let Ok(value) = HeaderValue::try_from(httpdate::fmt_http_date(modified)) {
+            headers.insert(header::LAST_MODIFIED, value);
+        }
+        // Nanosecond mtime and inode: changes with every entry added, removed or renamed.
+        // Weak, because the page also shows where symlinks point.
+        use std::os::unix::fs::MetadataExt;
+        let tag = format!(
+            "W/\"d{:x}-{:x}.{:08x}\"",
+            metadata.ino(),
+            metadata.mtime(),
+            metadata.mtime_nsec()
+        );
+        if let Ok(value) = HeaderValue::try_from(tag) {
+            headers.insert(header::ETAG, value);
+        }
     }
     res
 }
@@ -128,6 +145,19 @@ fn read_entries(page: &ListingPage) -> std::io::Result<Vec<ListedEntry>> {
         let is_link = file_type == FileType::Symlink;
         if is_link && hide_symlinks {
             continue;
+        }
+        // A link with an ordinary name to a dot-file is hidden like the dot-file.
+        if is_link && hide_dotfiles {
+            let target = page
+                .resolved
+                .fs_path()
+                .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
+            if target
+                .canonicalize()
+                .map_or(true, |real| root.is_hidden_target(&real))
+            {
+                continue;
+            }
         }
         // Like Python's `isdir`, which follows symlinks.
         let is_dir = if is_link {

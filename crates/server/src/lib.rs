@@ -180,10 +180,14 @@ impl HttpServe {
             .symlinks(self.symlinks)
             .hide_dotfiles(self.hide_dotfiles);
         let cgi = match self.cgi {
-            Some(cgi) => CgiLayer::new(
-                cgi.hide_dotfiles(self.hide_dotfiles)
-                    .confine_symlinks(self.symlinks != SymlinkPolicy::Follow),
-            ),
+            Some(cgi) => {
+                let cgi = cgi.hide_dotfiles(self.hide_dotfiles);
+                CgiLayer::new(if self.symlinks == SymlinkPolicy::Follow {
+                    cgi
+                } else {
+                    cgi.confine_to(root.clone())
+                })
+            }
             None => CgiLayer::pass_through(),
         };
         ServiceBuilder::new()

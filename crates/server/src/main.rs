@@ -34,27 +34,28 @@ struct Cli {
     /// seconds a client may take to send a request's headers; also how long an idle
     /// keep-alive connection is kept
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     header_timeout: u64,
 
     /// seconds a request body (to a CGI script) may stall before the request is dropped
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     body_timeout: u64,
 
     /// the most connections served at once; more wait in the listen backlog
     #[arg(long, value_name = "N", default_value_t = 8192,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: u64,
 
     /// the most bytes of request line and headers (431 past it; a target over 65534 bytes is 414)
     #[arg(long, value_name = "BYTES", default_value_t = 96 * 1024,
-          value_parser = clap::value_parser!(u64).range(8192..))]
+          value_parser = clap::value_parser!(u64).range(8192..=16 * 1024 * 1024))]
     max_header_bytes: u64,
 
     /// the most header fields in a request (431 past it)
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    max_headers: usize,
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_headers: u64,
 
     /// symlinks: follow (as Python, also out of the directory), within (only while the
     /// path stays inside the directory, checked race-free by the kernel), never
@@ -66,7 +67,8 @@ struct Cli {
     hide_dotfiles: bool,
 
     /// seconds in-flight responses get to finish after Ctrl-C or SIGTERM
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     shutdown_grace: u64,
 
     /// run as CGI server: scripts in /cgi-bin and /htbin (see --cgi-*)
@@ -79,13 +81,18 @@ struct Cli {
 
     /// seconds a CGI script may run in all
     #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "cgi",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     cgi_timeout: u64,
 
     /// seconds a CGI script may stay silent before or between output
     #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "cgi",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     cgi_idle_timeout: u64,
+
+    /// the most CGI scripts running at once (503 past it)
+    #[arg(long, value_name = "N", default_value_t = 64, requires = "cgi",
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    cgi_max_scripts: u64,
 
     /// interpreter for non-executable .py scripts ("none" to refuse them)
     #[arg(
@@ -106,6 +113,9 @@ struct Cli {
     cgi_pass_env: Vec<String>,
 }
 
+/// The longest any time flag may be: a year, so no deadline arithmetic can overflow.
+const MAX_SECONDS: u64 = 366 * 24 * 3600;
+
 /// `--symlinks` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Symlinks {
@@ -123,10 +133,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let message = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("httpserve: error: {message} (see --help)");
+            eprintln!(
+                "httpserve: error: {} (see --help)",
+                one_line(&e.render().to_string())
+            );
             return ExitCode::from(2);
         }
     };
@@ -135,6 +145,51 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("httpserve: error: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap's message on one line: everything before the usage, with its detail lines (the
+/// missing argument, the allowed values, a suggestion) joined in.
+fn one_line(rendered: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    let joined = parts.join(" ");
+    if joined.is_empty() {
+        String::from("invalid arguments")
+    } else {
+        joined
+    }
+}
+
+/// Marks every descriptor httpserve inherited (above stderr) close-on-exec, so CGI scripts
+/// — which may run as another user — never receive them.
+#[allow(unsafe_code)]
+fn close_inherited_fds_on_exec() {
+    use std::os::fd::BorrowedFd;
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: called at start, before any other thread exists, on descriptors listed
+        // as open a moment ago; the only one that may have closed since is the directory
+        // handle of the listing, and then fcntl just fails with EBADF.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Ok(flags) = rustix::io::fcntl_getfd(borrowed) {
+            let _ = rustix::io::fcntl_setfd(borrowed, flags | rustix::io::FdFlags::CLOEXEC);
         }
     }
 }
@@ -156,6 +211,12 @@ fn run(cli: &Cli) -> Result<(), String> {
         None => None,
     };
     let keep_alive = cli.protocol == "HTTP/1.1";
+    close_inherited_fds_on_exec();
+    // Everything that can fail is checked before the banner.
+    let run_as = match &cli.cgi_user {
+        Some(user) => Some(RunAs::user(user).map_err(|e| format!("--cgi-user {user}: {e}"))?),
+        None => None,
+    };
     if let Err(e) = raise_fd_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
@@ -195,10 +256,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             })
             .hide_dotfiles(cli.hide_dotfiles);
         if cli.cgi {
-            let run_as = match &cli.cgi_user {
-                Some(user) => RunAs::user(user).map_err(|e| format!("--cgi-user {user}: {e}"))?,
-                None => RunAs::nobody_if_root(),
-            };
+            let run_as = run_as.unwrap_or_else(RunAs::nobody_if_root);
             let interpreter =
                 (cli.cgi_interpreter != "none").then(|| PathBuf::from(&cli.cgi_interpreter));
             app = app.cgi(|config| {
@@ -208,6 +266,7 @@ fn run(cli: &Cli) -> Result<(), String> {
                     .body_timeout(Duration::from_secs(cli.body_timeout))
                     .interpreter(interpreter)
                     .run_as(run_as)
+                    .max_scripts(usize::try_from(cli.cgi_max_scripts).unwrap_or(64))
                     .pass_env(cli.cgi_pass_env.iter().cloned());
                 if cli.cgi_dirs.is_empty() {
                     config
@@ -222,7 +281,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             .header_read_timeout(Duration::from_secs(cli.header_timeout))
             .max_connections(usize::try_from(cli.max_connections).unwrap_or(usize::MAX))
             .max_header_bytes(usize::try_from(cli.max_header_bytes).unwrap_or(usize::MAX))
-            .max_headers(cli.max_headers)
+            .max_headers(usize::try_from(cli.max_headers).unwrap_or(10_000))
             .grace_period(Duration::from_secs(cli.shutdown_grace));
         serve(listener, service, options, shutdown_signal()).await;
         Ok(())
