@@ -10,6 +10,16 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// These tests load the machine on purpose and assert response times, so they run one at
+/// a time, not beside each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Lets this test process hold a few thousand sockets.
 fn raise_own_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -39,6 +49,7 @@ fn timed_get(server: &Server) -> (Duration, Response) {
 
 #[test]
 fn slow_header_clients_neither_block_others_nor_stay_forever() {
+    let _serial = one_at_a_time();
     raise_own_fd_limit();
     let d = fixture();
     let server = Server::serve(d.path(), &["--header-timeout", "2"]);
@@ -88,6 +99,7 @@ fn slow_header_clients_neither_block_others_nor_stay_forever() {
 
 #[test]
 fn fifteen_hundred_idle_connections_do_not_stop_service() {
+    let _serial = one_at_a_time();
     raise_own_fd_limit();
     let d = fixture();
     let server = Server::serve(d.path(), &[]);
@@ -112,6 +124,7 @@ fn fifteen_hundred_idle_connections_do_not_stop_service() {
 
 #[test]
 fn the_connection_cap_queues_clients_instead_of_failing() {
+    let _serial = one_at_a_time();
     let d = fixture();
     let server = Server::serve(
         d.path(),
@@ -131,6 +144,7 @@ fn the_connection_cap_queues_clients_instead_of_failing() {
 
 #[test]
 fn running_out_of_descriptors_does_not_stop_the_server() {
+    let _serial = one_at_a_time();
     // 40 descriptors: the listener, the runtime's own, and a handful of connections.
     let d = fixture();
     let mut cmd = Command::new("prlimit");
@@ -189,6 +203,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_slow_reader_of_a_10_gib_file_keeps_memory_flat() {
+    let _serial = one_at_a_time();
     let d = fixture();
     // Sparse: 10 GiB of zeros that take no disk.
     let file = std::fs::File::create(d.path().join("huge.bin")).unwrap();
@@ -227,6 +242,7 @@ fn a_slow_reader_of_a_10_gib_file_keeps_memory_flat() {
 
 #[test]
 fn a_thousand_idle_keep_alive_connections_cost_under_50_mib() {
+    let _serial = one_at_a_time();
     raise_own_fd_limit();
     let d = fixture();
     let server = Server::serve(d.path(), &[]);
