@@ -148,3 +148,28 @@ fn cgi_flag_is_parsed() {
     let (code, _, err) = run_cli(&["--cgi", "--help"]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn cgi_directories_must_be_url_paths() {
+    for bad in ["/", "relative", "/a/../b", "/."] {
+        assert_one_line_error(
+            &["0", "-b", "127.0.0.1", "--cgi", "--cgi-dir", bad],
+            "--cgi-dir",
+        );
+    }
+}
+
+#[test]
+fn absurd_numbers_are_usage_errors_not_panics() {
+    for (flag, value) in [
+        ("--header-timeout", "18446744073709551615"),
+        ("--max-connections", "18446744073709551615"),
+        ("--max-headers", "20000000"),
+        ("--shutdown-grace", "99999999999"),
+    ] {
+        assert_one_line_error(&["0", flag, value], flag);
+    }
+    // clap's detail survives on the one line: the missing `--cgi`, the allowed values.
+    assert_one_line_error(&["--cgi-pass-env", "HOME"], "--cgi");
+    assert_one_line_error(&["--symlinks", "sometimes"], "follow, within, never");
+}

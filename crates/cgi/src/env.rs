@@ -164,11 +164,8 @@ fn host_parts(headers: &HeaderMap) -> (Option<String>, Option<String>) {
     let Ok(authority) = host.parse::<http::uri::Authority>() else {
         return (None, None);
     };
-    let name = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    // RFC 3875 §4.1.14: an IPv6 server-name keeps its brackets.
+    let name = authority.host().to_owned();
     (Some(name), authority.port_u16().map(|p| p.to_string()))
 }
 
@@ -297,5 +294,22 @@ mod tests {
         // The test runner's own variables (cargo sets CARGO_PKG_NAME) stay out.
         assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
         assert_eq!(get(&env, "CARGO_PKG_NAME"), None);
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_server_names_keep_their_brackets() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "[::1]:8080".parse().unwrap());
+        assert_eq!(
+            host_parts(&headers),
+            (Some("[::1]".to_owned()), Some("8080".to_owned()))
+        );
+        headers.insert(header::HOST, "Example.COM".parse().unwrap());
+        assert_eq!(host_parts(&headers), (Some("Example.COM".to_owned()), None));
     }
 }

@@ -117,6 +117,10 @@ pub fn parse_head(block: &[u8], nph: bool, max_fields: usize) -> Result<ScriptHe
         if is_hop_by_hop(&name) {
             continue;
         }
+        // RFC 9110 §5.5: no control characters in a field value (http lets DEL through).
+        if value.contains(&0x7f) {
+            return Err(HeadError::MalformedField(lossy()));
+        }
         let value =
             HeaderValue::from_bytes(value).map_err(|_| HeadError::MalformedField(lossy()))?;
         if name == http::header::LOCATION {

@@ -75,7 +75,8 @@ struct Cli {
     #[arg(long)]
     cgi: bool,
 
-    /// a CGI directory below the served one; repeat for several (default: /cgi-bin and /htbin)
+    /// a CGI directory below the served one, like /scripts; repeat for several (replaces the
+    /// defaults /cgi-bin and /htbin, whose files are then served as plain files)
     #[arg(long = "cgi-dir", value_name = "PATH", requires = "cgi")]
     cgi_dirs: Vec<String>,
 
@@ -212,6 +213,17 @@ fn run(cli: &Cli) -> Result<(), String> {
     };
     let keep_alive = cli.protocol == "HTTP/1.1";
     close_inherited_fds_on_exec();
+    for dir in &cli.cgi_dirs {
+        let segments: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
+        if !dir.starts_with('/')
+            || segments.is_empty()
+            || segments.iter().any(|s| *s == "." || *s == "..")
+        {
+            return Err(format!(
+                "--cgi-dir {dir}: a URL path below the served directory, like /cgi-bin"
+            ));
+        }
+    }
     // Everything that can fail is checked before the banner.
     let run_as = match &cli.cgi_user {
         Some(user) => Some(RunAs::user(user).map_err(|e| format!("--cgi-user {user}: {e}"))?),
