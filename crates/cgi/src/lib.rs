@@ -66,6 +66,7 @@ pub use head::{HeadError, ScriptHead, find_head_end, parse_head};
 use http::{Extensions, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::Either;
+use httpserve_core::Root;
 use pin_project_lite::pin_project;
 use resolve::{Collapsed, ScriptFile, Target, collapse, fs_path, script_file};
 use run::{Handled, Prepared, page, run_script};
@@ -98,7 +99,7 @@ fn no_prefix(_: &Extensions) -> Option<&str> {
 /// How scripts are run. Built with consuming setters; shared by [`CgiLayer`] and [`CgiService`].
 #[derive(Debug, Clone)]
 pub struct CgiConfig {
-    root: PathBuf,
+    root: Root,
     directories: Vec<Vec<Vec<u8>>>,
     interpreter: Option<PathBuf>,
     timeout: Duration,
@@ -113,15 +114,16 @@ pub struct CgiConfig {
     server_software: String,
     client_addr: ClientAddrFn,
     mount_prefix: MountPrefixFn,
-    hide_dotfiles: bool,
-    confine: Option<httpserve_core::Root>,
     scripts: Arc<tokio::sync::Semaphore>,
 }
 
 impl CgiConfig {
     /// Scripts below `root`: the document root for [`CgiLayer`] (scripts live in its CGI
-    /// directories), or the script directory itself for [`CgiService`].
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    /// directories), or the script directory itself for [`CgiService`]. A [`Root`] brings
+    /// its symlink and dot-file policies: a script the policy would not open is `404`
+    /// (checked with the same lookup as files, before the script starts; `exec` itself
+    /// then goes by path).
+    pub fn new(root: impl Into<Root>) -> Self {
         Self {
             root: root.into(),
             directories: Vec::new(),
@@ -138,8 +140,6 @@ impl CgiConfig {
             server_software: String::from("httpserve-cgi"),
             client_addr: socket_addr_extension,
             mount_prefix: no_prefix,
-            hide_dotfiles: false,
-            confine: None,
             scripts: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SCRIPTS)),
         }
         .directories(["/cgi-bin", "/htbin"])
@@ -261,26 +261,16 @@ impl CgiConfig {
         self
     }
 
-    /// Hides dot-files: a script path with a segment starting with `.` is `404`.
-    pub fn hide_dotfiles(mut self, hide: bool) -> Self {
-        self.hide_dotfiles = hide;
-        self
-    }
-
-    /// Applies `root`'s symlink policy to scripts: a script the policy would not open
-    /// (a link out of the root, or any link with [`SymlinkPolicy::Never`]) is `404`.
-    /// Checked with the same `openat2` lookup as files, before the script starts; `exec`
-    /// itself then goes by path.
-    ///
-    /// [`SymlinkPolicy::Never`]: httpserve_core::SymlinkPolicy::Never
-    pub fn confine_to(mut self, root: httpserve_core::Root) -> Self {
-        self.confine = Some(root);
+    /// Replaces the root with `root` and its symlink and dot-file policies (the server crate
+    /// hands over the `Root` all its layers share).
+    pub fn with_root(mut self, root: impl Into<Root>) -> Self {
+        self.root = root.into();
         self
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.root.path()
     }
 }
 
@@ -350,27 +340,12 @@ where
     if has_nul(&script_name) || has_nul(&target.path_info) {
         return page(StatusCode::BAD_REQUEST, "Bad request path", &method);
     }
-    let file = fs_path(&config.root, &target.dir, &target.script);
-    let hidden = config.hide_dotfiles
-        && target
-            .dir
-            .iter()
-            .chain([&target.script])
-            .any(|seg| seg.first() == Some(&b'.'));
-    let escapes = config.confine.as_ref().is_some_and(|root| {
-        let relative = fs_path(Path::new(""), &target.dir, &target.script);
-        !root
-            .open_below(&relative)
-            .is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()))
-    });
-    if hidden || escapes {
-        return page(
-            StatusCode::NOT_FOUND,
-            &format!("No such CGI script ('{shown}')"),
-            &method,
-        );
-    }
-    let (program, args, script_file) = match script_file(file, config.interpreter.is_some()) {
+    let relative = fs_path(Path::new(""), &target.dir, &target.script);
+    let (program, args, script_file) = match script_file(
+        &config.root,
+        &relative,
+        config.interpreter.is_some(),
+    ) {
         ScriptFile::Missing => {
             return page(
                 StatusCode::NOT_FOUND,
@@ -392,19 +367,15 @@ where
                 &method,
             );
         }
-        ScriptFile::Executable(path) => {
-            // execvp would hand a file that is neither a `#!` script nor a binary to
-            // /bin/sh (its ENOEXEC fallback); such a file is not a program, so refuse it.
-            if !looks_executable(&path) {
-                tracing::error!(target: "httpserve::cgi", script = %shown, "not a #! script or an ELF binary");
-                return page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "CGI script could not be run",
-                    &method,
-                );
-            }
-            (path.clone(), Vec::new(), path)
+        ScriptFile::NotAProgram => {
+            tracing::error!(target: "httpserve::cgi", script = %shown, "not a #! script or an ELF binary");
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "CGI script could not be run",
+                &method,
+            );
         }
+        ScriptFile::Executable(path) => (path.clone(), Vec::new(), path),
         ScriptFile::Python(path) => {
             let interpreter = config
                 .interpreter
@@ -422,7 +393,7 @@ where
         );
     };
     let path_translated = (!target.path_info.is_empty())
-        .then(|| resolve::translated(&config.root, &target.path_info));
+        .then(|| resolve::translated(config.root.path(), &target.path_info));
     let prepared = Prepared {
         program,
         args,
@@ -435,17 +406,6 @@ where
         slot,
     };
     run_script(config, req, prepared).await
-}
-
-/// Whether a file starts like something `execve` runs: `#!` or the ELF magic.
-fn looks_executable(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let n = file.read(&mut magic).unwrap_or(0);
-    magic[..n].starts_with(b"#!") || magic[..n] == *b"\x7fELF"
 }
 
 /// Applies [`Cgi`] to a service.
@@ -511,7 +471,7 @@ fn cgi_target(config: &CgiConfig, collapsed: &Collapsed) -> Option<Target> {
     if config.directories.is_empty() {
         return None;
     }
-    resolve::target(collapsed, &config.directories, &config.root)
+    resolve::target(collapsed, &config.directories, config.root.path())
 }
 
 /// The boxed future of a script run. Running a process dwarfs an allocation, and the
@@ -732,7 +692,7 @@ where
         let config = self.config.clone();
         Box::pin(async move {
             let collapsed = collapse(req.uri().path());
-            let target = resolve::target(&collapsed, &[], &config.root).unwrap_or(Target {
+            let target = resolve::target(&collapsed, &[], config.root.path()).unwrap_or(Target {
                 dir: Vec::new(),
                 script: Vec::new(),
                 path_info: Vec::new(),

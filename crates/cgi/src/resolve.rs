@@ -1,9 +1,10 @@
 //! Which script a request names, the way Python's `CGIHTTPRequestHandler` finds it.
 
+use httpserve_core::{Root, resolve_dot_segments};
 use percent_encoding::percent_decode_str;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A request path after Python's `_url_collapse_path`: percent-decoded, `.`/`..`/empty
@@ -18,20 +19,14 @@ pub(crate) struct Collapsed {
 /// an encoded `%3F` stays part of the path (Python turns it into a query separator).
 pub(crate) fn collapse(uri_path: &str) -> Collapsed {
     let decoded: Vec<u8> = percent_decode_str(uri_path).collect();
-    let mut segments: Vec<Vec<u8>> = Vec::new();
-    let mut trailing_slash = false;
-    for segment in decoded.split(|&b| b == b'/') {
-        trailing_slash = false;
-        match segment {
-            b"" | b"." => trailing_slash = true,
-            b".." => {
-                segments.pop();
-                trailing_slash = true;
-            }
-            other => segments.push(other.to_vec()),
-        }
-    }
-    // "/a/b" splits into "", "a", "b": the leading "" set the flag, "b" cleared it.
+    // Python's rule differs from `translate_path`'s here: a last segment of `.` or `..`
+    // counts as a trailing slash too.
+    let last = decoded.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    let trailing_slash = matches!(last, b"" | b"." | b"..");
+    let segments = resolve_dot_segments(&decoded)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
     Collapsed {
         segments,
         trailing_slash,
@@ -138,24 +133,43 @@ pub(crate) enum ScriptFile {
     Executable(PathBuf),
     /// A non-executable `.py`: run it with the interpreter.
     Python(PathBuf),
-    /// Missing.
+    /// Missing, or a path the root's policies refuse (a link out, a dot-file).
     Missing,
     /// Exists but is not a regular file (a directory, for `/cgi-bin/`).
     NotAFile,
     /// A regular file without execute permission.
     NotExecutable,
+    /// Executable, but neither a `#!` script nor an ELF binary: `execvp` would hand it to
+    /// `/bin/sh` (its ENOEXEC fallback), so it is refused.
+    NotAProgram,
 }
 
-/// Classifies the script file (following symlinks, as Python's `os.path.isfile`).
-pub(crate) fn script_file(path: PathBuf, python_allowed: bool) -> ScriptFile {
-    let Ok(meta) = std::fs::metadata(&path) else {
+/// Classifies the script at `relative` below `root` with one lookup: the same
+/// policy-aware open as for files, `fstat` and the first bytes from that descriptor.
+pub(crate) fn script_file(root: &Root, relative: &Path, python_allowed: bool) -> ScriptFile {
+    let file = match root.open_visible(relative) {
+        Ok(file) => file,
+        // Exists, but this server may not read it: not something it can run.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return ScriptFile::NotExecutable;
+        }
+        Err(_) => return ScriptFile::Missing,
+    };
+    let Ok(meta) = file.metadata() else {
         return ScriptFile::Missing;
     };
     if !meta.is_file() {
         return ScriptFile::NotAFile;
     }
+    let path = root.path().join(relative);
     if meta.permissions().mode() & 0o111 != 0 {
-        return ScriptFile::Executable(path);
+        let mut magic = [0u8; 4];
+        let n = file.read_at(&mut magic, 0).unwrap_or(0);
+        return if magic[..n].starts_with(b"#!") || magic[..n] == *b"\x7fELF" {
+            ScriptFile::Executable(path)
+        } else {
+            ScriptFile::NotAProgram
+        };
     }
     let is_py = path.extension().is_some_and(|e| e == "py" || e == "pyw");
     if is_py && python_allowed {
@@ -168,18 +182,8 @@ pub(crate) fn script_file(path: PathBuf, python_allowed: bool) -> ScriptFile {
 /// `PATH_TRANSLATED`: the decoded PATH_INFO mapped below `root` like a static path
 /// (no second percent-decoding; `..` never climbs above `root`).
 pub(crate) fn translated(root: &Path, path_info: &[u8]) -> PathBuf {
-    let mut segments: Vec<&[u8]> = Vec::new();
-    for seg in path_info.split(|&b| b == b'/') {
-        match seg {
-            b"" | b"." => {}
-            b".." => {
-                segments.pop();
-            }
-            other => segments.push(other),
-        }
-    }
     let mut path = root.to_path_buf();
-    for seg in segments {
+    for seg in resolve_dot_segments(path_info) {
         path.push(OsStr::from_bytes(seg));
     }
     // Python keeps a trailing slash of PATH_INFO in PATH_TRANSLATED.
@@ -299,27 +303,33 @@ mod tests {
     fn classifies_script_files() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path();
-        std::fs::write(p.join("run"), "").unwrap();
-        std::fs::set_permissions(p.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(p.join("run"), "#!/bin/sh\n").unwrap();
+        std::fs::write(p.join("text"), "just text\n").unwrap();
+        for exe in ["run", "text"] {
+            std::fs::set_permissions(p.join(exe), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         std::fs::write(p.join("plain.py"), "").unwrap();
+        std::fs::write(p.join(".hidden"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(p.join(".hidden"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
         std::fs::write(p.join("plain.txt"), "").unwrap();
+        let root = Root::new(p);
+        let f = |name: &str, py| script_file(&root, Path::new(name), py);
+        assert_eq!(f("run", true), ScriptFile::Executable(p.join("run")));
+        assert_eq!(f("text", true), ScriptFile::NotAProgram);
+        assert_eq!(f("plain.py", true), ScriptFile::Python(p.join("plain.py")));
+        assert_eq!(f("plain.py", false), ScriptFile::NotExecutable);
+        assert_eq!(f("plain.txt", true), ScriptFile::NotExecutable);
+        assert_eq!(f("", true), ScriptFile::NotAFile);
+        assert_eq!(f("missing", true), ScriptFile::Missing);
         assert_eq!(
-            script_file(p.join("run"), true),
-            ScriptFile::Executable(p.join("run"))
+            f(".hidden", true),
+            ScriptFile::Executable(p.join(".hidden"))
         );
+        let hiding = Root::new(p).hide_dotfiles(true);
         assert_eq!(
-            script_file(p.join("plain.py"), true),
-            ScriptFile::Python(p.join("plain.py"))
+            script_file(&hiding, Path::new(".hidden"), true),
+            ScriptFile::Missing
         );
-        assert_eq!(
-            script_file(p.join("plain.py"), false),
-            ScriptFile::NotExecutable
-        );
-        assert_eq!(
-            script_file(p.join("plain.txt"), true),
-            ScriptFile::NotExecutable
-        );
-        assert_eq!(script_file(p.to_path_buf(), true), ScriptFile::NotAFile);
-        assert_eq!(script_file(p.join("missing"), true), ScriptFile::Missing);
     }
 }

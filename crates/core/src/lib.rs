@@ -28,7 +28,8 @@ mod root;
 
 pub use error::{ErrorMessage, ErrorPage, error_response, explanation};
 pub use path::{
-    TranslatedPath, python_quote, safe_redirect_path, translate_path, translate_relative,
+    TranslatedPath, python_quote, resolve_dot_segments, safe_redirect_path, translate_path,
+    translate_relative,
 };
 pub use resolve::{Entry, Resolved};
 pub use root::{Root, SymlinkPolicy};

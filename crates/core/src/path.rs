@@ -39,27 +39,28 @@ pub fn translate_relative(uri_path: &str) -> Option<(PathBuf, bool)> {
         return None;
     }
     let trailing_slash = decoded.last() == Some(&b'/');
-    let mut relative: Vec<u8> = Vec::with_capacity(decoded.len());
-    for segment in decoded.split(|&b| b == b'/') {
-        match segment {
-            b"" | b"." => {}
-            b".." => {
-                // Drop the last segment (and its separator), never above the root.
-                let cut = relative.iter().rposition(|&b| b == b'/').unwrap_or(0);
-                relative.truncate(cut);
-            }
-            other => {
-                if !relative.is_empty() {
-                    relative.push(b'/');
-                }
-                relative.extend_from_slice(other);
-            }
-        }
-    }
+    let relative = resolve_dot_segments(&decoded).join(&b'/');
     Some((
         PathBuf::from(std::ffi::OsString::from_vec(relative)),
         trailing_slash,
     ))
+}
+
+/// The segments of a decoded path with empty and `.` segments dropped and each `..`
+/// removing the segment before it — never climbing above the start. Python's
+/// `translate_path` and CGI's `_url_collapse_path` both rest on this.
+pub fn resolve_dot_segments(path: &[u8]) -> Vec<&[u8]> {
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for segment in path.split(|&b| b == b'/') {
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    segments
 }
 
 /// The characters Python's `urllib.parse.quote` leaves alone: `A-Za-z0-9_.-~/`.

@@ -98,15 +98,7 @@ impl Resolved {
     }
 
     fn open_relative(root: &Root, uri_path: &str, relative: PathBuf, trailing_slash: bool) -> Self {
-        let hidden = root.hides_dotfiles()
-            && relative
-                .components()
-                .any(|c| c.as_os_str().as_encoded_bytes().first() == Some(&b'.'));
-        let entry = if hidden {
-            Entry::Missing(io::ErrorKind::NotFound)
-        } else {
-            open_entry(root, &relative)
-        };
+        let entry = open_entry(root, &relative);
         Self::with_entry(root, uri_path, relative, trailing_slash, entry)
     }
 
@@ -168,14 +160,14 @@ impl Resolved {
 }
 
 fn open_entry(root: &Root, relative: &Path) -> Entry {
-    let file = match root.open(relative) {
+    let file = match root.open_visible(relative) {
         Ok(file) => file,
         // A directory without read permission is still a directory (Python redirects to
         // it and answers `404 No permission to list directory`): open it `O_PATH`, so its
         // listing fails to read rather than claiming it does not exist.
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             return match root
-                .open_path_only(relative)
+                .open_visible_path_only(relative)
                 .and_then(|f| Ok((f.metadata()?, f)))
             {
                 Ok((metadata, dir)) if metadata.is_dir() => Entry::Directory { dir, metadata },
@@ -184,9 +176,6 @@ fn open_entry(root: &Root, relative: &Path) -> Entry {
         }
         Err(e) => return Entry::Missing(e.kind()),
     };
-    if root.opened_hidden(&file) {
-        return Entry::Missing(io::ErrorKind::NotFound);
-    }
     match file.metadata() {
         Ok(metadata) if metadata.is_file() => Entry::File { file, metadata },
         Ok(metadata) if metadata.is_dir() => Entry::Directory {

@@ -126,7 +126,7 @@ impl Root {
     }
 
     /// Whether the open `file` is really a dot-file (see [`Root::is_hidden_target`]).
-    pub(crate) fn opened_hidden(&self, file: &File) -> bool {
+    fn opened_hidden(&self, file: &File) -> bool {
         use std::os::fd::AsRawFd;
         if !self.0.hide_dotfiles {
             return false;
@@ -146,21 +146,40 @@ impl Root {
                 && self.0.hide_dotfiles == other.0.hide_dotfiles)
     }
 
-    /// Opens `relative` (below the root; empty for the root itself) for reading, under the
-    /// symlink policy (for checks outside the lookup, such as a CGI script's path).
-    pub fn open_below(&self, relative: &Path) -> io::Result<File> {
-        self.open(relative)
+    /// Opens `relative` (below the root; empty for the root itself) for reading the way
+    /// every lookup does: under the symlink policy, and, when dot-files are hidden,
+    /// `NotFound` for a path with a dot segment or whose real target is a dot-file.
+    pub fn open_visible(&self, relative: &Path) -> io::Result<File> {
+        self.visible(relative, self.open(relative)?)
+    }
+
+    /// [`Root::open_visible`] with `O_PATH`: no read permission needed, nothing can be
+    /// read; tells an unreadable directory from a missing path.
+    pub(crate) fn open_visible_path_only(&self, relative: &Path) -> io::Result<File> {
+        self.visible(relative, self.open_path_only(relative)?)
+    }
+
+    fn visible(&self, relative: &Path, file: File) -> io::Result<File> {
+        let dot_segment = || {
+            relative
+                .components()
+                .any(|c| c.as_os_str().as_encoded_bytes().first() == Some(&b'.'))
+        };
+        if self.0.hide_dotfiles && (dot_segment() || self.opened_hidden(&file)) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "hidden"));
+        }
+        Ok(file)
     }
 
     /// Opens `relative` (below the root; empty for the root itself) for reading, under the
     /// symlink policy. `O_NONBLOCK` keeps a FIFO from blocking the open.
-    pub(crate) fn open(&self, relative: &Path) -> io::Result<File> {
+    fn open(&self, relative: &Path) -> io::Result<File> {
         self.open_with(relative, false)
     }
 
     /// Opens `relative` with `O_PATH`: no read permission needed, nothing can be read; used
     /// to tell an unreadable directory from a missing path.
-    pub(crate) fn open_path_only(&self, relative: &Path) -> io::Result<File> {
+    fn open_path_only(&self, relative: &Path) -> io::Result<File> {
         self.open_with(relative, true)
     }
 

@@ -180,14 +180,8 @@ impl HttpServe {
             .symlinks(self.symlinks)
             .hide_dotfiles(self.hide_dotfiles);
         let cgi = match self.cgi {
-            Some(cgi) => {
-                let cgi = cgi.hide_dotfiles(self.hide_dotfiles);
-                CgiLayer::new(if self.symlinks == SymlinkPolicy::Follow {
-                    cgi
-                } else {
-                    cgi.confine_to(root.clone())
-                })
-            }
+            // Scripts are looked up through the same Root, under the same policies.
+            Some(cgi) => CgiLayer::new(cgi.with_root(&root)),
             None => CgiLayer::pass_through(),
         };
         ServiceBuilder::new()
