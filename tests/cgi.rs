@@ -393,15 +393,6 @@ fn scripts_run_as_nobody_when_the_server_is_root() {
     }
 }
 
-fn fnv1a(data: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x100_0000_01b3);
-    }
-    hash
-}
-
 #[test]
 fn a_20_mib_output_and_a_5_mib_upload_arrive_intact() {
     let d = fixture();
@@ -440,7 +431,11 @@ fn a_20_mib_output_and_a_5_mib_upload_arrive_intact() {
     let res = Response::parse(&out);
     assert_eq!(
         res.text(),
-        format!("len={}\nfnv={:016x}\n", upload.len(), fnv1a(&upload))
+        format!(
+            "len={}\nfnv={:016x}\n",
+            upload.len(),
+            common::fnv1a(&upload)
+        )
     );
     // A chunked upload is buffered so CONTENT_LENGTH can be set.
     let mut stream = server.connect();
@@ -451,8 +446,10 @@ fn a_20_mib_output_and_a_5_mib_upload_arrive_intact() {
     stream.read_to_end(&mut out).unwrap();
     let res = Response::parse(&out);
     assert!(
-        res.text()
-            .contains(&format!("len=11\nfnv={:016x}\n", fnv1a(b"hello world"))),
+        res.text().contains(&format!(
+            "len=11\nfnv={:016x}\n",
+            common::fnv1a(b"hello world")
+        )),
         "{}",
         res.text()
     );

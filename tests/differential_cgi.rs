@@ -62,23 +62,6 @@ printf 'Content-Type: text/html; charset=utf-8\n\n<p>htbin %s</p>\n' "$PATH_INFO
 
 const ROOT_PLAIN: &str = "root plain\n";
 
-/// The test CGI program cargo built next to httpserve (`cargo build -p httpserve-cgi-helper`).
-fn cgi_helper() -> PathBuf {
-    // target/<profile>/deps/<test binary> → target/<profile>/cgi-helper
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let bin = dir.join("cgi-helper");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p httpserve-cgi-helper` first",
-        bin.display()
-    );
-    bin
-}
-
 fn write(path: &Path, content: &str, mode: u32) {
     fs::write(path, content).expect("build the fixture");
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("build the fixture");
@@ -109,7 +92,7 @@ fn build_fixture(root: &Path) {
     let cgi = root.join("cgi-bin");
     mkdir(&cgi);
     mkdir(&cgi.join("sub"));
-    let helper = cgi_helper();
+    let helper = common::cgi_helper();
     fs::copy(&helper, cgi.join("cgi-helper")).expect("build the fixture");
     fs::set_permissions(cgi.join("cgi-helper"), fs::Permissions::from_mode(0o755))
         .expect("build the fixture");
@@ -671,16 +654,6 @@ fn finish(diff: &Diff, min_requests: usize) {
     eprintln!("{} requests compared, all alike", diff.compared);
 }
 
-/// FNV-1a, 64-bit, as the helper's `/echo` computes it.
-fn fnv1a(data: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x100_0000_01b3);
-    }
-    hash
-}
-
 /// Scripts' output, the request body, error pages, redirects, and what is CGI at all.
 #[test]
 fn scripts_errors_and_dispatch_match_python() {
@@ -730,7 +703,7 @@ fn scripts_errors_and_dispatch_match_python() {
     let body: Vec<u8> = (0..300_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let echoed = |body: &[u8]| format!("len={}\nfnv={:016x}\n", body.len(), fnv1a(body));
+    let echoed = |body: &[u8]| format!("len={}\nfnv={:016x}\n", body.len(), common::fnv1a(body));
     diff.check(
         Req::post("/cgi-bin/cgi-helper/echo", &body)
             .headers(&[("Content-Type", "application/octet-stream")]),

@@ -43,6 +43,16 @@ pub fn cgi_helper() -> PathBuf {
     bin
 }
 
+/// FNV-1a, 64-bit: what the helper's `/echo` reports for an upload.
+pub fn fnv1a(data: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+    hash
+}
+
 /// A running server process, killed when dropped.
 pub struct Server {
     child: Child,
