@@ -32,24 +32,20 @@
 //! [`AccessLogLayer::client_addr`]; by default a plain [`std::net::SocketAddr`] extension. An
 //! axum app passes a function that reads axum's `ConnectInfo<SocketAddr>`.
 
-use http::{Extensions, Request, Response};
+use http::{Request, Response};
 use httpserve_core::ErrorMessage;
 pub use httpserve_core::escape_control_chars;
 use pin_project_lite::pin_project;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 /// The `tracing` target of every access log line.
 pub const TARGET: &str = "httpserve::access";
 
-/// Finds the client's address in a request's extensions.
-pub type ClientAddrFn = fn(&Extensions) -> Option<IpAddr>;
-
-fn socket_addr_extension(extensions: &Extensions) -> Option<IpAddr> {
-    extensions.get::<SocketAddr>().map(SocketAddr::ip)
-}
+pub use httpserve_core::ClientAddrFn;
+use httpserve_core::socket_addr_extension;
 
 /// Applies [`AccessLog`] to a service.
 #[derive(Debug, Clone, Copy)]
@@ -130,7 +126,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // Skip the formatting when nobody listens.
         let info = tracing::enabled!(target: TARGET, tracing::Level::INFO).then(|| RequestInfo {
-            client: (self.client_addr)(req.extensions()),
+            client: (self.client_addr)(req.extensions()).map(|addr| addr.ip()),
             request_line: request_line(&req),
         });
         ResponseFuture {

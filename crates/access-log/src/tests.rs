@@ -1,6 +1,7 @@
 use super::*;
 use std::convert::Infallible;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tower::{ServiceExt, service_fn};
 use tower_layer::Layer;
@@ -101,11 +102,11 @@ fn unknown_client_is_a_dash_and_the_address_source_is_configurable() {
     assert_python_line(&lines[0], "-", "\"GET / HTTP/1.1\" 200 -");
 
     #[derive(Clone)]
-    struct Peer(IpAddr);
+    struct Peer(SocketAddr);
     let layer = AccessLogLayer::new().client_addr(|ext| ext.get::<Peer>().map(|p| p.0));
     let mut req = Request::get("/").body(()).unwrap();
     req.extensions_mut()
-        .insert(Peer("::ffff:10.0.0.1".parse().unwrap()));
+        .insert(Peer("[::ffff:10.0.0.1]:9".parse().unwrap()));
     let lines = log_lines(layer, req, Response::new(()));
     assert_python_line(&lines[0], "::ffff:10.0.0.1", "\"GET / HTTP/1.1\" 200 -");
 }

@@ -63,7 +63,7 @@ mod run;
 pub use body::CgiBody;
 pub use head::{HeadError, ScriptHead, find_head_end, parse_head};
 
-use http::{Extensions, Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::Either;
 use httpserve_core::Root;
@@ -73,7 +73,6 @@ use run::{Handled, Prepared, page, run_script};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -82,19 +81,8 @@ use std::time::Duration;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Finds the client's address in a request's extensions (for `REMOTE_ADDR`/`REMOTE_PORT`).
-pub type ClientAddrFn = fn(&Extensions) -> Option<SocketAddr>;
-
-/// Finds the prefix a service is mounted under (e.g. axum's `NestedPath`), for `SCRIPT_NAME`.
-pub type MountPrefixFn = fn(&Extensions) -> Option<&str>;
-
-fn socket_addr_extension(extensions: &Extensions) -> Option<SocketAddr> {
-    extensions.get::<SocketAddr>().copied()
-}
-
-fn no_prefix(_: &Extensions) -> Option<&str> {
-    None
-}
+pub use httpserve_core::{ClientAddrFn, MountPrefixFn};
+use httpserve_core::{no_mount_prefix, socket_addr_extension};
 
 /// How scripts are run. Built with consuming setters; shared by [`CgiLayer`] and [`CgiService`].
 #[derive(Debug, Clone)]
@@ -139,7 +127,7 @@ impl CgiConfig {
             max_local_redirects: 5,
             server_software: String::from("httpserve-cgi"),
             client_addr: socket_addr_extension,
-            mount_prefix: no_prefix,
+            mount_prefix: no_mount_prefix,
             scripts: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SCRIPTS)),
         }
         .directories(["/cgi-bin", "/htbin"])

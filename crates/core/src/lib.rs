@@ -22,11 +22,13 @@
 //! open file and its metadata in the request's extensions for every later layer.
 
 mod error;
+mod extract;
 mod path;
 mod resolve;
 mod root;
 
 pub use error::{ErrorMessage, ErrorPage, error_response, explanation};
+pub use extract::{ClientAddrFn, MountPrefixFn, no_mount_prefix, socket_addr_extension};
 pub use path::{
     TranslatedPath, python_quote, resolve_dot_segments, safe_redirect_path, translate_path,
     translate_relative,

@@ -37,7 +37,7 @@
 //! (CVE-2021-28861, and the backslash spelling Python still lets through).
 
 use http::uri::PathAndQuery;
-use http::{Extensions, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::Either;
 use httpserve_core::{Entry, PageBody, Resolved, Root, python_quote, safe_redirect_path};
 use pin_project_lite::pin_project;
@@ -50,13 +50,8 @@ use std::task::{Context, Poll, ready};
 /// Python's default index files, in the order they are tried.
 pub const DEFAULT_INDEX_FILES: [&str; 2] = ["index.html", "index.htm"];
 
-/// Finds the path prefix a service is mounted under (e.g. axum's `NestedPath`) in a
-/// request's extensions.
-pub type MountPrefixFn = fn(&Extensions) -> Option<&str>;
-
-fn no_prefix(_: &Extensions) -> Option<&str> {
-    None
-}
+pub use httpserve_core::MountPrefixFn;
+use httpserve_core::no_mount_prefix;
 
 /// Applies [`Index`] to a service.
 #[derive(Debug, Clone)]
@@ -73,7 +68,7 @@ impl IndexLayer {
         Self {
             root: root.into(),
             index_files: DEFAULT_INDEX_FILES.iter().map(|&n| n.into()).collect(),
-            mount_prefix: no_prefix,
+            mount_prefix: no_mount_prefix,
         }
     }
 

@@ -44,7 +44,7 @@ use httpserve_index::{DEFAULT_INDEX_FILES, IndexLayer};
 use httpserve_listing::ListingLayer;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -128,7 +128,7 @@ impl HttpServe {
     pub fn cgi(mut self, configure: impl FnOnce(CgiConfig) -> CgiConfig) -> Self {
         let config = CgiConfig::new(&self.root)
             .server_software(SERVER_HEADER)
-            .client_addr(connect_info_addr)
+            .client_addr(connect_info)
             .mount_prefix(nested_path);
         self.cgi = Some(configure(config));
         self
@@ -187,7 +187,7 @@ impl HttpServe {
         ServiceBuilder::new()
             .option_layer(
                 self.access_log
-                    .then(|| AccessLogLayer::new().client_addr(connect_info_ip)),
+                    .then(|| AccessLogLayer::new().client_addr(connect_info)),
             )
             .option_layer(
                 self.server_header
@@ -262,20 +262,12 @@ fn valid_host<B>(req: &http::Request<B>) -> bool {
     }
 }
 
-/// The client socket address (for CGI's `REMOTE_ADDR`/`REMOTE_PORT`) from axum's
-/// `ConnectInfo`.
-pub fn connect_info_addr(extensions: &Extensions) -> Option<SocketAddr> {
+/// The client address axum's `into_make_service_with_connect_info` (or httpserve's own
+/// server loop) stores in each request, for the access log and CGI's `REMOTE_ADDR`.
+pub fn connect_info(extensions: &Extensions) -> Option<SocketAddr> {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr)
-}
-
-/// The client address axum's `into_make_service_with_connect_info` (or httpserve's own
-/// server loop) stores in each request.
-pub fn connect_info_ip(extensions: &Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 fn nested_path(extensions: &Extensions) -> Option<&str> {

@@ -1,5 +1,5 @@
 //! CGI under `/cgi-bin` of an existing axum app.
-//! `cargo run -p httpserve-cgi --example axum -- SCRIPT_DIR`, then
+//! `cargo run -p httpserve-cgi --example cgi_in_axum -- SCRIPT_DIR`, then
 //! `curl http://127.0.0.1:3000/cgi-bin/hello.sh/extra?x=1`.
 
 use axum::Router;

@@ -1,6 +1,6 @@
 //! The conditional layer alone in an axum app: any handler that sets `Last-Modified` or
 //! `ETag` gets 304/412 for free.
-//! `cargo run -p httpserve-conditional --example axum`, then
+//! `cargo run -p httpserve-conditional --example conditional_in_axum`, then
 //! `curl -i -H 'If-None-Match: "v1"' http://127.0.0.1:3000/report` → 304.
 
 use axum::Router;

@@ -1,5 +1,5 @@
 //! The listing layer alone in an axum app, browsing a directory under `/browse/`.
-//! `cargo run -p httpserve-listing --example axum -- DIR`, then open
+//! `cargo run -p httpserve-listing --example listing_in_axum -- DIR`, then open
 //! http://127.0.0.1:3000/browse/
 
 use axum::Router;

@@ -1,6 +1,6 @@
 //! The index layer alone in an axum app, in front of any file service (here httpserve's,
 //! tower-http's `ServeDir` works the same way): Python's 301 to `dir/`, `index.html` then
-//! `index.htm`. `cargo run -p httpserve-index --example axum -- DIR`.
+//! `index.htm`. `cargo run -p httpserve-index --example index_in_axum -- DIR`.
 
 use axum::Router;
 use httpserve_core::Root;

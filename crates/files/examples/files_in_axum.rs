@@ -1,5 +1,5 @@
 //! The file service alone in an axum app, as the fallback behind your own routes.
-//! `cargo run -p httpserve-files --example axum -- DIR`.
+//! `cargo run -p httpserve-files --example files_in_axum -- DIR`.
 
 use axum::Router;
 use axum::routing::get;

@@ -1,4 +1,4 @@
-//! The access log alone in an axum app: `cargo run -p httpserve-access-log --example axum`,
+//! The access log alone in an axum app: `cargo run -p httpserve-access-log --example access_log_in_axum`,
 //! then `curl http://127.0.0.1:3000/hello`; stderr shows Python-style lines.
 
 use axum::Router;
@@ -20,7 +20,7 @@ async fn main() -> std::io::Result<()> {
         .route("/hello", get(|| async { "hello\n" }))
         .layer(
             AccessLogLayer::new()
-                .client_addr(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())),
+                .client_addr(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     axum::serve(
