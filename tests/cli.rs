@@ -144,12 +144,6 @@ fn ipv6_bind_banner_brackets_the_url() {
 }
 
 #[test]
-fn cgi_flag_is_parsed() {
-    let (code, _, err) = run_cli(&["--cgi", "--help"]);
-    assert_eq!(code, Some(0), "{err}");
-}
-
-#[test]
 fn cgi_directories_must_be_url_paths() {
     for bad in ["/", "relative", "/a/../b", "/."] {
         assert_one_line_error(
