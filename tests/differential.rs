@@ -471,19 +471,7 @@ fn start() -> (tempfile::TempDir, Diff) {
 }
 
 fn finish(diff: &Diff, min_requests: usize) {
-    assert!(
-        diff.failures.is_empty(),
-        "{} of {} compared requests differ:\n\n{}",
-        diff.failures.len(),
-        diff.compared,
-        diff.failures.join("\n\n")
-    );
-    assert!(
-        diff.compared >= min_requests,
-        "only {} requests compared",
-        diff.compared
-    );
-    eprintln!("{} requests compared, all alike", diff.compared);
+    common::assert_all_alike(&diff.failures, diff.compared, min_requests);
 }
 
 /// Every listing reachable from `/`, and every file by its listing href.

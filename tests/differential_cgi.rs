@@ -639,19 +639,7 @@ fn show(res: &Response) -> String {
 }
 
 fn finish(diff: &Diff, min_requests: usize) {
-    assert!(
-        diff.failures.is_empty(),
-        "{} of {} compared requests differ:\n\n{}",
-        diff.failures.len(),
-        diff.compared,
-        diff.failures.join("\n\n")
-    );
-    assert!(
-        diff.compared >= min_requests,
-        "only {} requests compared",
-        diff.compared
-    );
-    eprintln!("{} requests compared, all alike", diff.compared);
+    common::assert_all_alike(&diff.failures, diff.compared, min_requests);
 }
 
 /// Scripts' output, the request body, error pages, redirects, and what is CGI at all.

@@ -43,6 +43,23 @@ pub fn cgi_helper() -> PathBuf {
     bin
 }
 
+/// The verdict of a differential test: no compared request differed, and at least
+/// `min_requests` were compared (so a fixture that silently shrank cannot pass).
+pub fn assert_all_alike(failures: &[String], compared: usize, min_requests: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {} compared requests differ:\n\n{}",
+        failures.len(),
+        compared,
+        failures.join("\n\n")
+    );
+    assert!(
+        compared >= min_requests,
+        "only {compared} requests compared"
+    );
+    eprintln!("{compared} requests compared, all alike");
+}
+
 /// FNV-1a, 64-bit: what the helper's `/echo` reports for an upload.
 pub fn fnv1a(data: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
