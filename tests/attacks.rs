@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failure with a message
 
 mod common;
+use common::{env_of, var};
 
 use common::{Response, Server};
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -1102,18 +1103,6 @@ fn host_must_be_present_once_and_valid() {
     // HTTP/1.0 may omit it.
     check(&server, &fx, b"GET /a.txt HTTP/1.0\r\n\r\n", &[200]);
     assert_alive(&server);
-}
-
-/// `K=V` lines of the helper's `/env` dump.
-fn env_of(res: &Response) -> Vec<(String, String)> {
-    res.text()
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect()
-}
-
-fn var<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// CGI: traversal out of the script directory, hidden scripts, links out of the root,

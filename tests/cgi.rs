@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failure with a message
 
 mod common;
+use common::{env_of, var};
 
 use common::{Response, Server};
 use std::io::{Read, Write};
@@ -86,18 +87,6 @@ fn cgi_server(d: &Path, extra: &[&str]) -> Server {
     let mut args = vec!["--cgi"];
     args.extend_from_slice(extra);
     Server::serve(d, &args)
-}
-
-/// `K=V` lines of the helper's `/env` dump.
-fn env_of(res: &Response) -> Vec<(String, String)> {
-    res.text()
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect()
-}
-
-fn var<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 #[test]

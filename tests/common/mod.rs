@@ -60,6 +60,19 @@ pub fn assert_all_alike(failures: &[String], compared: usize, min_requests: usiz
     eprintln!("{compared} requests compared, all alike");
 }
 
+/// The `K=V` lines of the CGI helper's `/env` dump.
+pub fn env_of(res: &Response) -> Vec<(String, String)> {
+    res.text()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+/// One variable of an [`env_of`] dump.
+pub fn var<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
 /// FNV-1a, 64-bit: what the helper's `/echo` reports for an upload.
 pub fn fnv1a(data: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
