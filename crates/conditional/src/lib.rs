@@ -39,15 +39,14 @@
 //! untouched: their preconditions must be checked before the action, which only the inner
 //! service can do.
 
-use headers::{HeaderMapExt, IfMatch, IfModifiedSince, IfNoneMatch, IfUnmodifiedSince};
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use headers::{HeaderMapExt, IfMatch, IfNoneMatch};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Either;
 use httpserve_core::{PageBody, error_response};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::SystemTime;
 
 /// Applies [`Conditional`] to a service.
 #[derive(Debug, Clone, Copy, Default)]
@@ -99,13 +98,15 @@ impl<S> Conditional<S> {
     }
 }
 
-/// The precondition headers of a request, parsed once in `call`.
+/// The precondition headers of a request, found in one pass over its headers in `call`.
+/// The entity tags are parsed there (they are rare); the dates are kept as sent and parsed
+/// only if the evaluation reaches them.
 #[derive(Debug, Default)]
 struct Preconditions {
     if_match: Option<IfMatch>,
-    if_unmodified_since: Option<IfUnmodifiedSince>,
+    if_unmodified_since: Option<HeaderValue>,
     if_none_match: Option<IfNoneMatch>,
-    if_modified_since: Option<IfModifiedSince>,
+    if_modified_since: Option<HeaderValue>,
     head: bool,
 }
 
@@ -116,60 +117,86 @@ impl Preconditions {
             return None;
         }
         let h = req.headers();
-        let any = [
-            header::IF_MATCH,
-            header::IF_UNMODIFIED_SINCE,
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-        ]
-        .iter()
-        .any(|name| h.contains_key(name));
-        if !any {
-            return None;
+        let mut found = None;
+        // One walk over the names the request has beats four hashed lookups of names it
+        // almost never has.
+        for name in h.keys() {
+            let p = found.get_or_insert_with(Self::default);
+            if name == header::IF_MATCH {
+                p.if_match = h.typed_get();
+            } else if name == header::IF_UNMODIFIED_SINCE {
+                p.if_unmodified_since = single_value(h, name);
+            } else if name == header::IF_NONE_MATCH {
+                p.if_none_match = h.typed_get();
+            } else if name == header::IF_MODIFIED_SINCE {
+                p.if_modified_since = single_value(h, name);
+            }
         }
-        Some(Self {
-            if_match: h.typed_get(),
-            if_unmodified_since: h.typed_get(),
-            if_none_match: h.typed_get(),
-            if_modified_since: h.typed_get(),
-            head: method == Method::HEAD,
-        })
+        found
+            .filter(|p| {
+                p.if_match.is_some()
+                    || p.if_unmodified_since.is_some()
+                    || p.if_none_match.is_some()
+                    || p.if_modified_since.is_some()
+            })
+            .map(|p| Self {
+                head: method == Method::HEAD,
+                ..p
+            })
     }
 
     /// RFC 9110 §13.2.2, steps 1–4, against the headers of the response that would be sent.
     fn evaluate(&self, response: &HeaderMap) -> Outcome {
-        let etag = response.typed_get::<headers::ETag>();
-        let last_modified: Option<SystemTime> = response
-            .typed_get::<headers::LastModified>()
-            .map(Into::into);
+        let etag = || response.typed_get::<headers::ETag>();
+        let last_modified = || response.get(header::LAST_MODIFIED);
         if let Some(if_match) = &self.if_match {
-            let passes = if_match.is_any()
-                || etag
-                    .as_ref()
-                    .is_some_and(|e| if_match.precondition_passes(e));
+            let passes =
+                if_match.is_any() || etag().is_some_and(|e| if_match.precondition_passes(&e));
             if !passes {
                 return Outcome::PreconditionFailed;
             }
-        } else if let (Some(ius), Some(lm)) = (&self.if_unmodified_since, last_modified)
-            && !ius.precondition_passes(lm)
+        } else if let (Some(date), Some(lm)) = (&self.if_unmodified_since, last_modified())
+            && modified_since(lm, date) == Some(true)
         {
             return Outcome::PreconditionFailed;
         }
         if let Some(if_none_match) = &self.if_none_match {
-            let matched = match &etag {
-                Some(etag) => !if_none_match.precondition_passes(etag),
+            let matched = match etag() {
+                Some(etag) => !if_none_match.precondition_passes(&etag),
                 None => *if_none_match == IfNoneMatch::any(),
             };
             if matched {
                 return Outcome::NotModified;
             }
-        } else if let (Some(ims), Some(lm)) = (&self.if_modified_since, last_modified)
-            && !ims.is_modified(lm)
+        } else if let (Some(date), Some(lm)) = (&self.if_modified_since, last_modified())
+            && modified_since(lm, date) == Some(false)
         {
             return Outcome::NotModified;
         }
         Outcome::Send
     }
+}
+
+/// The value of a header that must appear once; a repeated one is ignored (RFC 9110 §13.1.3).
+fn single_value(headers: &HeaderMap, name: &header::HeaderName) -> Option<HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => Some(value.clone()),
+        _ => None,
+    }
+}
+
+/// Whether `last_modified` is later than `date` (both HTTP dates, compared to the second),
+/// or `None` if either is not a valid HTTP date.
+fn modified_since(last_modified: &HeaderValue, date: &HeaderValue) -> Option<bool> {
+    let since = httpdate::parse_http_date(date.to_str().ok()?).ok()?;
+    // A client revalidating echoes the Last-Modified it was sent, byte for byte: then both
+    // are this same valid date, and the second parse can be skipped.
+    if last_modified == date {
+        return Some(false);
+    }
+    let last_modified = httpdate::parse_http_date(last_modified.to_str().ok()?).ok()?;
+    Some(last_modified > since)
 }
 
 /// What to do with the inner response.
@@ -195,9 +222,11 @@ fn not_modified<B>(res: Response<B>) -> Response<Either<B, PageBody>> {
     let (parts, _unread_body) = res.into_parts();
     let mut out = Response::new(Either::Right(PageBody::default()));
     *out.status_mut() = StatusCode::NOT_MODIFIED;
-    for name in KEPT_ON_304 {
-        for value in parts.headers.get_all(&name) {
-            out.headers_mut().append(name.clone(), value.clone());
+    // One pass over what the response has, rather than a lookup per kept name.
+    let kept = out.headers_mut();
+    for (name, value) in &parts.headers {
+        if KEPT_ON_304.contains(name) {
+            kept.append(name.clone(), value.clone());
         }
     }
     out

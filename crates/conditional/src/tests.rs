@@ -228,3 +228,58 @@ async fn responses_without_validators_are_untouched() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// The status for a request with `if_modified_since` (each value its own header line) to a
+/// service whose response carries `last_modified`.
+async fn status_with_last_modified(last_modified: &str, if_modified_since: &[&str]) -> StatusCode {
+    let last_modified = last_modified.to_owned();
+    let inner = service_fn(move |_req: Request<()>| {
+        let last_modified = last_modified.clone();
+        async move {
+            let res = Response::builder()
+                .header("last-modified", last_modified)
+                .body(String::from("x"))
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let mut req = Request::get("/");
+    for value in if_modified_since {
+        req = req.header("if-modified-since", *value);
+    }
+    let res = ConditionalLayer::new()
+        .layer(inner)
+        .oneshot(req.body(()).unwrap())
+        .await
+        .unwrap();
+    res.status()
+}
+
+#[tokio::test]
+async fn an_echoed_last_modified_must_still_be_a_valid_date() {
+    assert_eq!(
+        status_with_last_modified(LM, &[LM]).await,
+        StatusCode::NOT_MODIFIED
+    );
+    // Byte-for-byte equal, but not dates: ignored, as any unparsable date is.
+    for bad in ["garbage", "Thu, 32 Jan 2030 00:00:00 GMT"] {
+        assert_eq!(
+            status_with_last_modified(bad, &[bad]).await,
+            StatusCode::OK,
+            "{bad}"
+        );
+    }
+    // A valid If-Modified-Since against an unparsable Last-Modified is ignored too.
+    assert_eq!(
+        status_with_last_modified("garbage", &[LM]).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_if_modified_since_is_ignored() {
+    assert_eq!(
+        status_with_last_modified(LM, &[LM, LM]).await,
+        StatusCode::OK
+    );
+}
