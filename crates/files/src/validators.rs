@@ -1,8 +1,8 @@
 //! Header values that depend only on a file's version, built once and reused.
 
 use http::HeaderValue;
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -23,9 +23,11 @@ pub(crate) struct Validators {
     pub(crate) last_modified: Option<HeaderValue>,
 }
 
+// Fx hashing, not SipHash: the keys come from files on disk, not from requests, so there is
+// no flooding to resist, and SipHash of the five numbers cost more than the rest of the lookup.
 thread_local! {
-    static VALIDATORS: RefCell<HashMap<VersionKey, Validators>> = RefCell::new(HashMap::new());
-    static CONTENT_TYPES: RefCell<HashMap<Box<[u8]>, &'static str>> = RefCell::new(HashMap::new());
+    static VALIDATORS: RefCell<FxHashMap<VersionKey, Validators>> = RefCell::default();
+    static CONTENT_TYPES: RefCell<FxHashMap<Box<[u8]>, &'static str>> = RefCell::default();
 }
 
 /// The validators of the file `metadata` describes, from this thread's cache when this
