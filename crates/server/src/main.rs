@@ -10,11 +10,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// mimalloc's per-thread free lists make the dozen small allocations of every request
-/// (header maps, bodies, futures) cheaper than glibc's malloc does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Serve a directory over HTTP, like `python3 -m http.server`, faster and safe to leave running.
 #[derive(Debug, Parser)]
 #[command(name = "httpserve", version)]
