@@ -4,6 +4,9 @@ use crate::PageBody;
 use askama::Template;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
+use rustc_hash::FxHashMap;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// Python's `send_error` page (3.11–3.13 layout): code, message and explanation, with
 /// message and explanation escaped like Python's `html.escape(s, quote=False)`.
@@ -43,41 +46,51 @@ impl<'a> ErrorPage<'a> {
 /// `Content-Type: text/html;charset=utf-8` and its `Content-Length`; a `HEAD` request
 /// gets the same headers and no body.
 pub fn error_response(status: StatusCode, message: &str, method: &Method) -> Response<PageBody> {
-    let html = rendered_page(status, message);
-    let len = html.len();
+    let page = cached_page(status, message);
     let body = if method == Method::HEAD {
         Bytes::new()
     } else {
-        html
+        page.html
     };
     let mut res = Response::new(PageBody::new(body));
     *res.status_mut() = status;
-    res.extensions_mut().insert(ErrorMessage(message.into()));
+    res.extensions_mut().insert(page.message);
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html;charset=utf-8"),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::CONTENT_LENGTH, page.content_length);
     res
 }
 
 /// The message of an error page, kept in the response's extensions so an access log can
 /// print Python's `code 404, message File not found` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorMessage(pub Box<str>);
+pub struct ErrorMessage(pub Arc<str>);
 
 /// Pages rendered per worker thread, by status and message, so a stream of 404s renders
 /// the template once. Bounded: past the limit the cache starts over.
 const PAGE_CACHE_LIMIT: usize = 256;
 
-type PageCache = std::collections::HashMap<u16, std::collections::HashMap<Box<str>, Bytes>>;
-
-thread_local! {
-    static PAGES: std::cell::RefCell<PageCache> = std::cell::RefCell::new(PageCache::new());
+/// One rendered page with everything a response of it needs, so serving it again
+/// allocates nothing but the response itself.
+#[derive(Clone)]
+struct CachedPage {
+    html: Bytes,
+    content_length: HeaderValue,
+    message: ErrorMessage,
 }
 
-fn rendered_page(status: StatusCode, message: &str) -> Bytes {
+// Fx hashing: a message can carry request data (an unsupported method's name), but the
+// cache holds at most PAGE_CACHE_LIMIT entries, so colliding keys can cost little.
+type PageCache = FxHashMap<u16, FxHashMap<Box<str>, CachedPage>>;
+
+thread_local! {
+    static PAGES: RefCell<PageCache> = RefCell::default();
+}
+
+fn cached_page(status: StatusCode, message: &str) -> CachedPage {
     PAGES.with(|pages| {
         if let Some(page) = pages
             .borrow()
@@ -86,14 +99,14 @@ fn rendered_page(status: StatusCode, message: &str) -> Bytes {
         {
             return page.clone();
         }
-        let page = Bytes::from(ErrorPage::new(status, message).render_html());
+        let html = Bytes::from(ErrorPage::new(status, message).render_html());
+        let page = CachedPage {
+            content_length: HeaderValue::from(html.len()),
+            html,
+            message: ErrorMessage(message.into()),
+        };
         let mut pages = pages.borrow_mut();
-        if pages
-            .values()
-            .map(std::collections::HashMap::len)
-            .sum::<usize>()
-            >= PAGE_CACHE_LIMIT
-        {
+        if pages.values().map(FxHashMap::len).sum::<usize>() >= PAGE_CACHE_LIMIT {
             pages.clear();
         }
         pages
