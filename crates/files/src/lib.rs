@@ -289,7 +289,11 @@ fn file_response(
     *res.status_mut() = status;
     let headers = res.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    let content_length = match span {
+        None => validators.content_length,
+        Some(_) => HeaderValue::from(count),
+    };
+    headers.insert(header::CONTENT_LENGTH, content_length);
     if let Some(last_modified) = validators.last_modified {
         headers.insert(header::LAST_MODIFIED, last_modified);
     }

@@ -16,11 +16,12 @@ type VersionKey = (u64, u64, i64, i64, u64);
 /// Entries kept per worker thread before the cache starts over.
 const CACHE_LIMIT: usize = 1024;
 
-/// `ETag` and `Last-Modified` of one file version.
+/// `ETag`, `Last-Modified` and whole-file `Content-Length` of one file version.
 #[derive(Debug, Clone)]
 pub(crate) struct Validators {
     pub(crate) etag: HeaderValue,
     pub(crate) last_modified: Option<HeaderValue>,
+    pub(crate) content_length: HeaderValue,
 }
 
 // Fx hashing, not SipHash: the keys come from files on disk, not from requests, so there is
@@ -61,6 +62,7 @@ fn build(metadata: &Metadata) -> Validators {
     Validators {
         etag: etag_value(metadata),
         last_modified,
+        content_length: HeaderValue::from(metadata.len()),
     }
 }
 
