@@ -678,34 +678,65 @@ fn inherited_descriptors_never_reach_scripts() {
     assert_eq!(res.text(), "no-fd-7\n");
 }
 
-#[test]
-fn the_number_of_running_scripts_is_capped() {
-    let d = fixture();
-    let server = cgi_server(d.path(), &["--cgi-max-scripts", "2"]);
-    let port = server.port;
-    let slow: Vec<_> = (0..2)
+/// Starts `count` requests for a script that sleeps `ms`, each on its own connection.
+fn sleeping_scripts(port: u16, count: usize, ms: u32) -> Vec<std::thread::JoinHandle<Vec<u8>>> {
+    (0..count)
         .map(|_| {
             std::thread::spawn(move || {
                 let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                s.write_all(
-                    b"GET /cgi-bin/h/sleep/1500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                )
-                .unwrap();
+                let req = format!(
+                    "GET /cgi-bin/h/sleep/{ms} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                s.write_all(req.as_bytes()).unwrap();
                 let mut out = Vec::new();
                 let _ = s.read_to_end(&mut out);
                 out
             })
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_number_of_running_scripts_is_capped() {
+    let d = fixture();
+    let server = cgi_server(
+        d.path(),
+        &["--cgi-max-scripts", "2", "--cgi-queue-timeout", "1"],
+    );
+    let slow = sleeping_scripts(server.port, 2, 2500);
     std::thread::sleep(Duration::from_millis(400));
+    // Both slots stay taken for longer than the queue timeout: 503 once it runs out.
+    let started = std::time::Instant::now();
     let res = server.get("/cgi-bin/hello.sh");
     assert_eq!(res.status, 503, "{}", res.text());
+    assert!(started.elapsed() >= Duration::from_millis(900));
     for handle in slow {
         assert!(String::from_utf8_lossy(&handle.join().unwrap()).contains("slept"));
     }
     // Slots free up again.
     assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
+}
+
+#[test]
+fn a_request_past_the_script_cap_waits_for_a_slot() {
+    let d = fixture();
+    let server = cgi_server(
+        d.path(),
+        &["--cgi-max-scripts", "1", "--cgi-queue-timeout", "20"],
+    );
+    let slow = sleeping_scripts(server.port, 1, 1500);
+    std::thread::sleep(Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    let res = server.get("/cgi-bin/hello.sh");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it ran before the only slot was free"
+    );
+    for handle in slow {
+        assert!(String::from_utf8_lossy(&handle.join().unwrap()).contains("slept"));
+    }
 }
 
 #[test]

@@ -103,6 +103,7 @@ pub struct CgiConfig {
     client_addr: ClientAddrFn,
     mount_prefix: MountPrefixFn,
     scripts: Arc<tokio::sync::Semaphore>,
+    script_queue_timeout: Duration,
 }
 
 impl CgiConfig {
@@ -129,6 +130,7 @@ impl CgiConfig {
             client_addr: socket_addr_extension,
             mount_prefix: no_mount_prefix,
             scripts: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SCRIPTS)),
+            script_queue_timeout: Duration::from_secs(5),
         }
         .directories(["/cgi-bin", "/htbin"])
     }
@@ -192,13 +194,23 @@ impl CgiConfig {
         self
     }
 
-    /// The most scripts running at once (default 64). Past it, a request gets `503` at once
-    /// rather than a process, so a flood cannot exhaust processes, descriptors or memory
-    /// (buffered bodies count against the same slots).
+    /// The most scripts running at once (default 64). Past it, a request waits for a slot
+    /// (see [`script_queue_timeout`](Self::script_queue_timeout)) rather than starting a
+    /// process, so a flood cannot exhaust processes, descriptors or memory (buffered bodies
+    /// count against the same slots).
     pub fn max_scripts(mut self, max: usize) -> Self {
         self.scripts = Arc::new(tokio::sync::Semaphore::new(
             max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
         ));
+        self
+    }
+
+    /// How long a request waits for a script slot when [`max_scripts`](Self::max_scripts)
+    /// are running (default 5 s) before it gets `503`; zero answers `503` at once. The wait
+    /// absorbs bursts, and the moment between a script's last byte reaching its client and
+    /// the script being reaped, in which a client's next request would find no slot.
+    pub fn script_queue_timeout(mut self, wait: Duration) -> Self {
+        self.script_queue_timeout = wait;
         self
     }
 
@@ -372,7 +384,17 @@ where
             (interpreter, vec![path.clone().into_os_string()], path)
         }
     };
-    let Ok(slot) = config.scripts.clone().try_acquire_owned() else {
+    let slot = match config.scripts.clone().try_acquire_owned() {
+        Ok(slot) => Some(slot),
+        Err(_) => {
+            let wait = config.scripts.clone().acquire_owned();
+            tokio::time::timeout(config.script_queue_timeout, wait)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+    };
+    let Some(slot) = slot else {
         tracing::warn!(target: "httpserve::cgi", script = %shown, "too many CGI scripts running");
         return page(
             StatusCode::SERVICE_UNAVAILABLE,

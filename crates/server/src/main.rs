@@ -90,10 +90,15 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     cgi_idle_timeout: u64,
 
-    /// the most CGI scripts running at once (503 past it)
+    /// the most CGI scripts running at once (further requests wait for a slot)
     #[arg(long, value_name = "N", default_value_t = 64, requires = "cgi",
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     cgi_max_scripts: u64,
+
+    /// seconds a request waits for a CGI script slot before it gets 503 (0: 503 at once)
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, requires = "cgi",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
+    cgi_queue_timeout: u64,
 
     /// interpreter for non-executable .py scripts ("none" to refuse them)
     #[arg(
@@ -279,6 +284,7 @@ fn run(cli: &Cli) -> Result<(), String> {
                     .interpreter(interpreter)
                     .run_as(run_as)
                     .max_scripts(usize::try_from(cli.cgi_max_scripts).unwrap_or(64))
+                    .script_queue_timeout(Duration::from_secs(cli.cgi_queue_timeout))
                     .pass_env(cli.cgi_pass_env.iter().cloned());
                 if cli.cgi_dirs.is_empty() {
                     config
