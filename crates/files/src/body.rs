@@ -1,6 +1,6 @@
 //! The streaming body of a file response.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use httpserve_core::{Entry, Resolved};
 use rustix::io::{Errno, ReadWriteFlags};
@@ -23,6 +23,10 @@ const CHUNK: u64 = 256 * 1024;
 /// blocking pool. A cached file so costs no thread hand-off at all, and a cold one never
 /// stalls the async worker.
 ///
+/// A file of more than one chunk reuses its chunks' memory: once the connection has written
+/// a chunk and dropped it, the next chunk is read into the same buffer, which saves an
+/// allocation, the zeroing of 256 KiB and the cache misses of fresh memory on every chunk.
+///
 /// If the file shrinks while it is being sent, the body ends with an error, so the
 /// connection is closed rather than left waiting for bytes that will never come.
 #[derive(Debug)]
@@ -31,6 +35,39 @@ pub struct FileBody {
     offset: u64,
     remaining: u64,
     pending: Option<JoinHandle<io::Result<Bytes>>>,
+    recent: RecentChunks,
+}
+
+/// The last two chunks a body handed out (the connection may still be writing them);
+/// whichever the connection has let go of is read into next.
+#[derive(Debug, Default)]
+struct RecentChunks([Option<Bytes>; 2]);
+
+impl RecentChunks {
+    /// A buffer of `len` bytes: a chunk the connection has finished with, or a new one.
+    fn buffer(&mut self, len: usize) -> BytesMut {
+        for slot in &mut self.0 {
+            if slot.as_ref().is_some_and(Bytes::is_unique)
+                && let Some(Ok(mut buf)) = slot.take().map(Bytes::try_into_mut)
+            {
+                // Only after a short read is it shorter than `len`; the tail is zeroed, so
+                // nothing uninitialised is ever read.
+                buf.resize(len, 0);
+                return buf;
+            }
+        }
+        BytesMut::zeroed(len)
+    }
+
+    /// Keeps a handle on `chunk` so its memory can be reused, if another chunk will follow.
+    fn remember(&mut self, chunk: &Bytes, more: bool) {
+        if more {
+            self.0.rotate_left(1);
+            self.0[1] = Some(chunk.clone());
+        } else {
+            self.0 = [None, None];
+        }
+    }
 }
 
 impl FileBody {
@@ -41,6 +78,7 @@ impl FileBody {
             offset: 0,
             remaining: 0,
             pending: None,
+            recent: RecentChunks::default(),
         }
     }
 
@@ -51,20 +89,20 @@ impl FileBody {
             offset,
             remaining: count,
             pending: None,
+            recent: RecentChunks::default(),
         }
     }
 }
 
-/// Reads what the page cache holds of `offset..offset + len` without waiting for the disk:
-/// `None` if none of it is cached (or the filesystem can't tell), so the caller reads it on
-/// the blocking pool instead.
-fn read_cached(resolved: &Resolved, offset: u64, len: u64) -> io::Result<Option<Bytes>> {
+/// Reads what the page cache holds of the `buf.len()` bytes at `offset` without waiting for
+/// the disk, and truncates `buf` to what it read: `false` (and `buf` untouched) if none of
+/// it is cached (or the filesystem can't tell), so the caller reads it on the blocking pool.
+fn read_cached(resolved: &Resolved, offset: u64, buf: &mut BytesMut) -> io::Result<bool> {
     let file = file_of(resolved)?;
-    let mut buf = vec![0; usize::try_from(len).map_err(io::Error::other)?];
     loop {
         let read = rustix::io::preadv2(
             file,
-            &mut [io::IoSliceMut::new(&mut buf)],
+            &mut [io::IoSliceMut::new(buf)],
             offset,
             ReadWriteFlags::NOWAIT,
         );
@@ -72,20 +110,19 @@ fn read_cached(resolved: &Resolved, offset: u64, len: u64) -> io::Result<Option<
             Ok(0) => Err(shrank()),
             Ok(n) => {
                 buf.truncate(n);
-                Ok(Some(Bytes::from(buf)))
+                Ok(true)
             }
             Err(Errno::INTR) => continue,
             // AGAIN: not cached; OPNOTSUPP/INVAL: the filesystem or kernel lacks RWF_NOWAIT.
-            Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::INVAL) => Ok(None),
+            Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::INVAL) => Ok(false),
             Err(e) => Err(e.into()),
         };
     }
 }
 
-/// Reads all of `offset..offset + len`, waiting for the disk if it must.
-fn read_blocking(resolved: &Resolved, offset: u64, len: u64) -> io::Result<Bytes> {
+/// Fills `buf` with the bytes at `offset`, waiting for the disk if it must.
+fn read_blocking(resolved: &Resolved, offset: u64, mut buf: BytesMut) -> io::Result<Bytes> {
     let file = file_of(resolved)?;
-    let mut buf = vec![0; usize::try_from(len).map_err(io::Error::other)?];
     let mut filled = 0;
     while filled < buf.len() {
         match file.read_at(&mut buf[filled..], offset + filled as u64) {
@@ -95,7 +132,7 @@ fn read_blocking(resolved: &Resolved, offset: u64, len: u64) -> io::Result<Bytes
             Err(e) => return Err(e),
         }
     }
-    Ok(Bytes::from(buf))
+    Ok(buf.freeze())
 }
 
 fn file_of(resolved: &Resolved) -> io::Result<&std::fs::File> {
@@ -132,13 +169,15 @@ impl Body for FileBody {
             this.pending = None;
             joined.unwrap_or_else(|e| Err(io::Error::other(e)))
         } else {
-            let len = this.remaining.min(CHUNK);
-            match read_cached(source, this.offset, len) {
-                Ok(Some(bytes)) => Ok(bytes),
-                Ok(None) => {
+            // At most CHUNK, so it fits in usize.
+            let len = this.remaining.min(CHUNK) as usize;
+            let mut buf = this.recent.buffer(len);
+            match read_cached(source, this.offset, &mut buf) {
+                Ok(true) => Ok(buf.freeze()),
+                Ok(false) => {
                     let (resolved, offset) = (source.clone(), this.offset);
                     this.pending = Some(tokio::task::spawn_blocking(move || {
-                        read_blocking(&resolved, offset, len)
+                        read_blocking(&resolved, offset, buf)
                     }));
                     return Pin::new(this).poll_frame(cx);
                 }
@@ -149,6 +188,7 @@ impl Body for FileBody {
             Ok(bytes) => {
                 this.offset += bytes.len() as u64;
                 this.remaining -= bytes.len() as u64;
+                this.recent.remember(&bytes, this.remaining > 0);
                 Poll::Ready(Some(Ok(Frame::data(bytes))))
             }
             Err(e) => {
@@ -199,9 +239,10 @@ mod tests {
         let (_dir, root, data) = fixture(300_000);
         let resolved = Resolved::resolve(&root, "/f.bin");
         // Just written, so the page cache holds it (on disk filesystems and tmpfs alike).
-        let cached = read_cached(&resolved, 1000, CHUNK).unwrap().unwrap();
+        let mut cached = BytesMut::zeroed(CHUNK as usize);
+        assert!(read_cached(&resolved, 1000, &mut cached).unwrap());
         assert_eq!(cached, &data[1000..1000 + CHUNK as usize]);
-        let blocking = read_blocking(&resolved, 1000, CHUNK).unwrap();
+        let blocking = read_blocking(&resolved, 1000, BytesMut::zeroed(CHUNK as usize)).unwrap();
         assert_eq!(blocking, cached);
     }
 
@@ -215,9 +256,9 @@ mod tests {
             .unwrap()
             .set_len(100)
             .unwrap();
-        let cached = read_cached(&resolved, 5000, 100).unwrap_err();
+        let cached = read_cached(&resolved, 5000, &mut BytesMut::zeroed(100)).unwrap_err();
         assert_eq!(cached.kind(), io::ErrorKind::UnexpectedEof);
-        let blocking = read_blocking(&resolved, 50, 100).unwrap_err();
+        let blocking = read_blocking(&resolved, 50, BytesMut::zeroed(100)).unwrap_err();
         assert_eq!(blocking.kind(), io::ErrorKind::UnexpectedEof);
     }
 
@@ -231,7 +272,8 @@ mod tests {
         // tmpfs can't evict; on a disk filesystem the chunk must now go to the blocking pool.
         const TMPFS_MAGIC: u64 = 0x0102_1994;
         if u64::try_from(rustix::fs::fstatfs(&file).unwrap().f_type).unwrap() != TMPFS_MAGIC {
-            assert!(matches!(read_cached(&resolved, 0, CHUNK), Ok(None)));
+            let mut buf = BytesMut::zeroed(CHUNK as usize);
+            assert!(matches!(read_cached(&resolved, 0, &mut buf), Ok(false)));
             rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
         }
         let got = collect(FileBody::new(resolved, 10, 999_990)).await;
@@ -245,5 +287,33 @@ mod tests {
         let got = collect(FileBody::new(resolved, 123_456, 400_000)).await;
         assert_eq!(got, &data[123_456..523_456]);
         assert!(collect(FileBody::empty()).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_chunk_the_connection_let_go_of_is_reused_and_fully_overwritten() {
+        // Four chunks and a short tail, each chunk's bytes different from the others'.
+        let (_dir, root, data) = fixture(4 * CHUNK as u32 + 1000);
+        let resolved = Resolved::resolve(&root, "/f.bin");
+        let mut body = FileBody::new(resolved, 0, data.len() as u64);
+        let mut got = Vec::new();
+        let mut addresses = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let chunk = frame.unwrap().into_data().unwrap();
+            addresses.push(chunk.as_ptr());
+            got.extend_from_slice(&chunk);
+            // Dropped here, as the connection drops a chunk it has written.
+        }
+        assert_eq!(got, data);
+        assert_eq!(addresses.len(), 5);
+        assert!(addresses[1..].iter().all(|&a| a == addresses[0]));
+
+        // A chunk still held (not yet written) is never read into.
+        let resolved = Resolved::resolve(&root, "/f.bin");
+        let mut body = FileBody::new(resolved, 0, data.len() as u64);
+        let mut held = Vec::new();
+        while let Some(frame) = body.frame().await {
+            held.push(frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(held.concat(), data);
     }
 }
