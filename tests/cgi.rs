@@ -382,6 +382,131 @@ fn scripts_run_as_nobody_when_the_server_is_root() {
     }
 }
 
+fn running_as_root() -> bool {
+    let euid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout;
+    String::from_utf8_lossy(&euid).trim() == "0"
+}
+
+/// A process as `/proc` shows it.
+#[derive(Debug)]
+struct Proc {
+    pid: u32,
+    parent: u32,
+    state: String,
+    uid: u32,
+    cmdline: String,
+}
+
+fn proc_of(pid: u32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(Proc {
+        pid,
+        parent: fields.get(1)?.parse().ok()?,
+        state: (*fields.first()?).to_owned(),
+        uid,
+        cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " "),
+    })
+}
+
+fn children_of(parent: u32) -> Vec<Proc> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter_map(proc_of)
+        .filter(|p| p.parent == parent)
+        .collect()
+}
+
+/// The server's CGI spawner helpers.
+fn spawner_helpers(server: &Server) -> Vec<Proc> {
+    children_of(server.pid())
+        .into_iter()
+        .filter(|p| p.cmdline.contains("--internal-cgi-spawner"))
+        .collect()
+}
+
+#[test]
+fn as_root_scripts_are_started_by_helpers_already_running_as_their_user() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let helpers = spawner_helpers(&server);
+    let (_stream, pid, _grandchild) = start_pid_script(&server);
+    let script = proc_of(pid).unwrap();
+    if running_as_root() {
+        // No fork of the server per script: a helper (as nobody) starts each one.
+        assert!(!helpers.is_empty());
+        assert!(
+            helpers.iter().all(|h| h.uid == 65534 && h.state != "Z"),
+            "{helpers:?}"
+        );
+        assert!(
+            helpers.iter().any(|h| h.pid == script.parent),
+            "script {script:?} is not a helper's child: {helpers:?}"
+        );
+        assert_eq!(script.uid, 65534);
+    } else {
+        // Scripts keep the server's user, and std starts them with posix_spawn itself.
+        assert!(helpers.is_empty(), "{helpers:?}");
+        assert_eq!(script.parent, server.pid());
+    }
+    // Nothing but the server can use a helper.
+    let (code, _, stderr) = common::run_cli(&["--internal-cgi-spawner"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("httpserve's own use"), "{stderr}");
+}
+
+#[test]
+fn scripts_still_run_when_the_spawner_helpers_are_killed() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let helpers = spawner_helpers(&server);
+    for helper in &helpers {
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &helper.pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+    // Reaped by the server, not left as zombies.
+    for helper in &helpers {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(format!("/proc/{}", helper.pid)).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "helper {} not reaped",
+                helper.pid
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let expected = if running_as_root() { "65534" } else { "" };
+    for _ in 0..5 {
+        let res = server.get("/cgi-bin/uid.sh");
+        assert_eq!(res.status, 200, "{}", res.text());
+        if !expected.is_empty() {
+            assert_eq!(res.text().trim(), expected);
+        }
+    }
+    if running_as_root() {
+        assert!(server.wait_for_stderr("CGI spawner helper ended"));
+    }
+}
+
 #[test]
 fn a_20_mib_output_and_a_5_mib_upload_arrive_intact() {
     let d = fixture();
@@ -609,9 +734,14 @@ fn no_zombies_are_left_behind() {
         assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
         assert_eq!(server.get("/cgi-bin/h/no-headers").status, 502);
     }
+    let helpers = spawner_helpers(&server);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let zombies = zombie_children(server.pid());
+        // Scripts are the server's children, or (run as root) its spawner helpers'.
+        let mut zombies = zombie_children(server.pid());
+        for helper in &helpers {
+            zombies.extend(zombie_children(helper.pid));
+        }
         if zombies.is_empty() {
             break;
         }

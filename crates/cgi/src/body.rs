@@ -1,5 +1,6 @@
 //! The response body of a script, and the guard that kills its process group.
 
+use crate::spawner::HelperChild;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use httpserve_core::PageBody;
@@ -8,6 +9,7 @@ use nix::unistd::Pid;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,13 +24,39 @@ pub(crate) fn after(duration: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(366 * 24 * 3600))
 }
 
+/// A running script: started by the server itself, or by its spawner helper. Dropped, it
+/// is killed either way.
+#[derive(Debug)]
+pub(crate) enum ScriptProcess {
+    /// A child of the server (`kill_on_drop`; tokio reaps it).
+    Direct(Child),
+    /// A child of the helper, which reaps it and reports its status.
+    Helper(HelperChild),
+}
+
+impl ScriptProcess {
+    pub(crate) fn id(&self) -> Option<u32> {
+        match self {
+            Self::Direct(child) => child.id(),
+            Self::Helper(child) => Some(child.id()),
+        }
+    }
+
+    async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            Self::Direct(child) => child.wait().await,
+            Self::Helper(child) => child.wait().await,
+        }
+    }
+}
+
 /// Owns a running script. Dropped before the script's output was complete (the client
 /// went away, a timeout, server shutdown), it kills the script's whole process group.
 #[derive(Debug)]
 pub(crate) struct ScriptGuard {
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     body_failure: Option<crate::run::BodyFailure>,
-    child: Option<Child>,
+    child: Option<ScriptProcess>,
     group: Option<Pid>,
     stdin_task: Option<JoinHandle<()>>,
     name: Arc<str>,
@@ -37,7 +65,7 @@ pub(crate) struct ScriptGuard {
 
 impl ScriptGuard {
     pub(crate) fn new(
-        child: Child,
+        child: ScriptProcess,
         stdin_task: Option<JoinHandle<()>>,
         name: Arc<str>,
         deadline: Instant,
@@ -116,7 +144,8 @@ impl Drop for ScriptGuard {
             task.abort();
         }
         drop(GroupKiller(self.group.take()));
-        // The `Child` is dropped with `kill_on_drop`, and tokio reaps it in the background.
+        // The script is dropped and so killed: a `Child` has `kill_on_drop` (tokio reaps it
+        // in the background), a `HelperChild` is killed through its pidfd.
     }
 }
 

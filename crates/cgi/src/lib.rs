@@ -52,16 +52,20 @@
 //! * A deadline and an idle-output timeout (`504` before headers); the script's whole
 //!   process group is killed when the client goes away, on a timeout, and when the server
 //!   shuts down; stderr goes to `tracing` (target `httpserve::cgi`), never to the client.
-//! * When the server runs as root, scripts run as `nobody` (or a configured user).
+//! * When the server runs as root, scripts run as `nobody` (or a configured user); a
+//!   [`Spawner`] starts them from helpers already running as that user, so the server is
+//!   not forked for every script.
 
 mod body;
 mod env;
 mod head;
 mod resolve;
 mod run;
+pub mod spawner;
 
 pub use body::CgiBody;
 pub use head::{HeadError, ScriptHead, find_head_end, parse_head};
+pub use spawner::Spawner;
 
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -104,6 +108,7 @@ pub struct CgiConfig {
     mount_prefix: MountPrefixFn,
     scripts: Arc<tokio::sync::Semaphore>,
     script_queue_timeout: Duration,
+    spawner: Option<Spawner>,
 }
 
 impl CgiConfig {
@@ -131,6 +136,7 @@ impl CgiConfig {
             mount_prefix: no_mount_prefix,
             scripts: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SCRIPTS)),
             script_queue_timeout: Duration::from_secs(5),
+            spawner: None,
         }
         .directories(["/cgi-bin", "/htbin"])
     }
@@ -236,6 +242,15 @@ impl CgiConfig {
         self
     }
 
+    /// Starts scripts through `spawner`, a helper process already running as the scripts'
+    /// user (see [`Spawner::start`]), instead of forking the server for each one. Only
+    /// worth it when the server changes user for its scripts (it runs as root); scripts it
+    /// cannot hand over (the helper gone, a huge environment) are started directly.
+    pub fn spawner(mut self, spawner: Spawner) -> Self {
+        self.spawner = Some(spawner);
+        self
+    }
+
     /// How many local redirects one request may follow (default 5).
     pub fn max_local_redirects(mut self, hops: u8) -> Self {
         self.max_local_redirects = hops;
@@ -307,7 +322,7 @@ impl RunAs {
         }
     }
 
-    fn ids(self) -> Option<(u32, u32)> {
+    pub(crate) fn ids(self) -> Option<(u32, u32)> {
         self.0
     }
 }

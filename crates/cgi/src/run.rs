@@ -2,9 +2,11 @@
 //! block, then stream its stdout to the client.
 
 use crate::CgiConfig;
+use crate::body::ScriptProcess;
 use crate::body::{CgiBody, ScriptGuard, after};
 use crate::env::{EnvInput, build_env};
 use crate::head::{find_head_end, parse_head};
+use crate::spawner::SpawnRequest;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
@@ -15,7 +17,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{ChildStdin, Command};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::time::Instant;
 
 /// What running a script produced.
@@ -133,27 +135,8 @@ where
         pass_env: &config.pass_env,
     });
 
-    let mut cmd = Command::new(&script.program);
-    cmd.args(&script.args)
-        .env_clear()
-        .envs(env)
-        .stdin(match input {
-            Input::None => Stdio::null(),
-            _ => Stdio::piped(),
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        // Its own process group, so everything it starts can be killed with it.
-        .process_group(0);
-    if let Some(dir) = script.script_file.parent() {
-        cmd.current_dir(dir);
-    }
-    if let Some((uid, gid)) = config.run_as.ids() {
-        cmd.uid(uid).gid(gid);
-    }
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
+    let started = match start_script(&config, &script, &env, !matches!(input, Input::None)).await {
+        Ok(started) => started,
         Err(e) => {
             // ENOEXEC, EACCES, …: say so in the log, never show the script to the client.
             tracing::error!(target: "httpserve::cgi", script = %script.display_name, "cannot run CGI script: {e}");
@@ -164,9 +147,12 @@ where
             );
         }
     };
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let Started {
+        process: child,
+        stdin,
+        stdout,
+        stderr,
+    } = started;
     // Set (and the script's group killed) when the client's body fails to arrive whole.
     let body_failure: BodyFailure = Arc::default();
     let group = child
@@ -189,9 +175,7 @@ where
         })),
         _ => None,
     };
-    if let Some(stderr) = stderr {
-        tokio::spawn(log_stderr(stderr, script.display_name.clone()));
-    }
+    tokio::spawn(log_stderr(stderr, script.display_name.clone()));
     let guard = ScriptGuard::new(child, stdin_task, script.display_name.clone(), deadline)
         .with_body_failure(body_failure.clone())
         .with_slot(script.slot);
@@ -205,13 +189,7 @@ where
             page(status, message, method)
         })
     };
-    let Some(mut stdout) = stdout else {
-        return page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "CGI script could not be run",
-            &method,
-        );
-    };
+    let mut stdout = stdout;
 
     // The header block: bounded in size and in time.
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -378,7 +356,7 @@ where
 }
 
 /// Logs the script's stderr line by line (each line at most 4 KiB) under `httpserve::cgi`.
-async fn log_stderr(stderr: tokio::process::ChildStderr, name: Arc<str>) {
+async fn log_stderr(stderr: ChildStderr, name: Arc<str>) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
     loop {
@@ -392,4 +370,97 @@ async fn log_stderr(stderr: tokio::process::ChildStderr, name: Arc<str>) {
             }
         }
     }
+}
+
+/// A started script and the server's ends of its standard streams.
+struct Started {
+    process: ScriptProcess,
+    /// `None` when the script gets no request body (its stdin is `/dev/null`).
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    stderr: ChildStderr,
+}
+
+/// Starts `script` with `env`: through the configured [`Spawner`](crate::Spawner) while it
+/// works, else (and for what it cannot take) directly.
+async fn start_script(
+    config: &CgiConfig,
+    script: &Prepared,
+    env: &[(OsString, OsString)],
+    piped_stdin: bool,
+) -> std::io::Result<Started> {
+    if let Some(spawner) = config.spawner.as_ref().filter(|s| s.is_working()) {
+        let request = SpawnRequest {
+            program: script.program.as_os_str(),
+            args: script.args.iter().map(OsString::as_os_str).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+                .collect(),
+            dir: script.script_file.parent(),
+        };
+        let (stdin_child, stdin) = if piped_stdin {
+            let (read, write) = pipe()?;
+            let ours = std::process::ChildStdin::from(write);
+            (read, Some(ChildStdin::from_std(ours)?))
+        } else {
+            (std::fs::File::open("/dev/null")?.into(), None)
+        };
+        let (stdout_read, stdout_child) = pipe()?;
+        let (stderr_read, stderr_child) = pipe()?;
+        let stdout = ChildStdout::from_std(std::process::ChildStdout::from(stdout_read))?;
+        let stderr = ChildStderr::from_std(std::process::ChildStderr::from(stderr_read))?;
+        match spawner
+            .spawn(&request, [stdin_child, stdout_child, stderr_child])
+            .await
+        {
+            Ok(child) => {
+                return Ok(Started {
+                    process: ScriptProcess::Helper(child),
+                    stdin,
+                    stdout,
+                    stderr,
+                });
+            }
+            Err(Some(e)) => return Err(e),
+            // The helper could not take it: start it here.
+            Err(None) => {}
+        }
+    }
+    let mut cmd = Command::new(&script.program);
+    cmd.args(&script.args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(if piped_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group, so everything it starts can be killed with it.
+        .process_group(0);
+    if let Some(dir) = script.script_file.parent() {
+        cmd.current_dir(dir);
+    }
+    if let Some((uid, gid)) = config.run_as.ids() {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd.spawn()?;
+    let missing = || std::io::Error::other("a standard stream of the script is missing");
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().ok_or_else(missing)?;
+    let stderr = child.stderr.take().ok_or_else(missing)?;
+    Ok(Started {
+        process: ScriptProcess::Direct(child),
+        stdin,
+        stdout,
+        stderr,
+    })
+}
+
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }

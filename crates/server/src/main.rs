@@ -3,9 +3,10 @@
 use clap::Parser;
 use httpserve::serve::{ServeOptions, bind, raise_fd_limit, serve};
 use httpserve::{HttpServe, SymlinkPolicy};
-use httpserve_cgi::RunAs;
+use httpserve_cgi::{RunAs, Spawner};
 use std::io::Write;
 use std::net::{IpAddr, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -130,7 +131,17 @@ enum Symlinks {
     Never,
 }
 
+/// The argument that makes the binary the CGI spawner helper (`httpserve_cgi::spawner`):
+/// run as root with `--cgi`, httpserve re-executes itself with it as the scripts' user.
+const SPAWNER_ARG: &str = "--internal-cgi-spawner";
+
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == SPAWNER_ARG)
+    {
+        return run_spawner();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -150,6 +161,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("httpserve: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The CGI spawner helper: serves spawn requests on its stdin, the socket httpserve
+/// started it with, until httpserve closes it.
+fn run_spawner() -> ExitCode {
+    use std::os::fd::AsFd;
+    let socket = std::io::stdin().as_fd().try_clone_to_owned();
+    let socket = match socket {
+        Ok(fd)
+            if rustix::fs::fstat(&fd).is_ok_and(|st| {
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
+            }) =>
+        {
+            fd
+        }
+        _ => {
+            eprintln!("httpserve: error: {SPAWNER_ARG} is for httpserve's own use");
+            return ExitCode::from(2);
+        }
+    };
+    match httpserve_cgi::spawner::serve(socket.as_fd()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("httpserve: CGI spawner: {e}");
             ExitCode::FAILURE
         }
     }
@@ -257,6 +295,26 @@ fn run(cli: &Cli) -> Result<(), String> {
             host.to_string()
         };
         let port = local.port();
+        // Run as root, scripts change user; helpers already running as their user start
+        // them without forking the whole server. Started before the banner, so they exist
+        // once it is out.
+        let run_as = run_as.unwrap_or_else(RunAs::nobody_if_root);
+        let spawner = if cli.cgi {
+            let helpers = std::thread::available_parallelism().map_or(2, usize::from);
+            Spawner::start(run_as, helpers.min(8), || {
+                let mut helper = std::process::Command::new("/proc/self/exe");
+                helper.arg0("httpserve").arg(SPAWNER_ARG);
+                helper
+            })
+            .unwrap_or_else(|e| {
+                tracing::warn!(
+                    "cannot start the CGI spawner ({e}); scripts are started by the server"
+                );
+                None
+            })
+        } else {
+            None
+        };
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(
             stdout,
@@ -273,7 +331,6 @@ fn run(cli: &Cli) -> Result<(), String> {
             })
             .hide_dotfiles(cli.hide_dotfiles);
         if cli.cgi {
-            let run_as = run_as.unwrap_or_else(RunAs::nobody_if_root);
             let interpreter =
                 (cli.cgi_interpreter != "none").then(|| PathBuf::from(&cli.cgi_interpreter));
             app = app.cgi(|config| {
@@ -286,6 +343,10 @@ fn run(cli: &Cli) -> Result<(), String> {
                     .max_scripts(usize::try_from(cli.cgi_max_scripts).unwrap_or(64))
                     .script_queue_timeout(Duration::from_secs(cli.cgi_queue_timeout))
                     .pass_env(cli.cgi_pass_env.iter().cloned());
+                let config = match spawner {
+                    Some(spawner) => config.spawner(spawner),
+                    None => config,
+                };
                 if cli.cgi_dirs.is_empty() {
                     config
                 } else {
