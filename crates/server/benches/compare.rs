@@ -698,18 +698,34 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-/// KiB of `VmRSS` or `VmHWM` of a server: its process, plus its worker processes for nginx
-/// (for the others, children are CGI scripts, which come and go and are not counted).
+/// KiB of `VmRSS` or `VmHWM` of a server: its process plus the processes it keeps running,
+/// nginx's workers and httpserve's CGI spawner helpers (other children are CGI scripts,
+/// which come and go and are not counted).
 fn memory_kib(server: &Server, field: &str) -> Option<u64> {
-    let pid = server.guard.pid();
-    let mut total = status_kib(pid, field)?;
-    if server.kind == Kind::Nginx {
-        total += descendants(pid)
-            .into_iter()
-            .filter_map(|(child, _)| status_kib(child, field))
-            .sum::<u64>();
-    }
+    let mut total = status_kib(server.guard.pid(), field)?;
+    total += standing_children(server)
+        .into_iter()
+        .filter_map(|child| status_kib(child, field))
+        .sum::<u64>();
     Some(total)
+}
+
+/// The processes a server keeps running beside its own: nginx's workers, httpserve's CGI
+/// spawner helpers (run as root with `--cgi`).
+fn standing_children(server: &Server) -> Vec<u32> {
+    let pid = server.guard.pid();
+    match server.kind {
+        Kind::Nginx => descendants(pid).into_iter().map(|(p, _)| p).collect(),
+        Kind::Httpserve => descendants(pid)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| {
+                fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.windows(22).any(|w| w == b"--internal-cgi-spawner"))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Resets the peak RSS (`VmHWM`) of `pid` to its current RSS; false if the kernel refused.
@@ -1261,6 +1277,9 @@ fn run() -> Result<ExitCode, String> {
             };
             if kind == Kind::Httpserve {
                 peak_reset_ok &= reset_peak(server.guard.pid());
+                for helper in standing_children(server) {
+                    peak_reset_ok &= reset_peak(helper);
+                }
             }
             let name = format!("{}-c{}-{}", sc.id, sc.conns, kind.name());
             // Restores the server's CPUs when dropped, after this run.
@@ -1724,7 +1743,7 @@ fn report(
     let _ = writeln!(
         md,
         "Idle: VmRSS just after start, before any request. Peak: the highest VmHWM over the \
-         whole run. nginx's worker processes are added in; CGI scripts are not.\n"
+         whole run. nginx's worker processes and httpserve's CGI spawner helpers are added in; CGI scripts are not.\n"
     );
     let _ = writeln!(md, "| server | idle RSS | peak RSS |\n|---|---:|---:|");
     for (label, idle, peak) in memory {
