@@ -88,14 +88,7 @@ impl Spawner {
         };
         let mut started = Vec::with_capacity(helpers.max(1));
         for _ in 0..helpers.max(1) {
-            let (ours, theirs) = rustix::net::socketpair(
-                rustix::net::AddressFamily::UNIX,
-                rustix::net::SocketType::STREAM,
-                rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
-                None,
-            )?;
-            // The helper's end blocks: it does nothing but wait for requests and scripts.
-            rustix::io::ioctl_fionbio(&theirs, false)?;
+            let (ours, theirs) = socket_pair()?;
             let mut helper = command();
             helper
                 .stdin(Stdio::from(theirs))
@@ -223,6 +216,19 @@ impl Helper {
     fn is_working(&self) -> bool {
         !self.broken.load(Ordering::Relaxed)
     }
+}
+
+/// The server's end (non-blocking, for tokio) and the helper's end (blocking: the helper
+/// does nothing but wait for requests and scripts) of a new connected stream socket pair.
+fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (ours, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+        None,
+    )?;
+    rustix::io::ioctl_fionbio(&theirs, false)?;
+    Ok((ours, theirs))
 }
 
 /// How an exchange with a helper failed.
@@ -692,14 +698,7 @@ mod tests {
 
     /// A spawner whose one helper is `serve` on a thread of this process.
     fn spawner_on_a_thread() -> (Spawner, std::thread::JoinHandle<io::Result<()>>) {
-        let (ours, theirs) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
-            None,
-        )
-        .unwrap();
-        rustix::io::ioctl_fionbio(&theirs, false).unwrap();
+        let (ours, theirs) = socket_pair().unwrap();
         let thread = std::thread::spawn(move || serve(theirs.as_fd()));
         let helper = Helper::new(ours).unwrap();
         (Spawner::with_helpers(vec![helper]), thread)
@@ -824,13 +823,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_helper_the_caller_is_told_to_start_the_script_itself() {
-        let (ours, theirs) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
-            None,
-        )
-        .unwrap();
+        let (ours, theirs) = socket_pair().unwrap();
         drop(theirs);
         let spawner = Spawner::with_helpers(vec![Helper::new(ours).unwrap()]);
         let (_out_read, out_write) = pipe();
