@@ -2,8 +2,7 @@
 //! block, then stream its stdout to the client.
 
 use crate::CgiConfig;
-use crate::body::ScriptProcess;
-use crate::body::{CgiBody, ScriptGuard, after};
+use crate::body::{CgiBody, ScriptGuard, ScriptProcess, after};
 use crate::env::{EnvInput, build_env};
 use crate::head::{find_head_end, parse_head};
 use crate::spawner::SpawnRequest;
@@ -150,7 +149,7 @@ where
     let Started {
         process: child,
         stdin,
-        stdout,
+        mut stdout,
         stderr,
     } = started;
     // Set (and the script's group killed) when the client's body fails to arrive whole.
@@ -189,7 +188,6 @@ where
             page(status, message, method)
         })
     };
-    let mut stdout = stdout;
 
     // The header block: bounded in size and in time.
     let mut buf = BytesMut::with_capacity(8 * 1024);

@@ -351,10 +351,12 @@ enum Reply {
 }
 
 impl Reply {
-    fn encode(&self) -> [u8; REPLY_LEN] {
-        let (tag, value) = match self {
-            Self::Started { pid, .. } => (0u32, pid.to_le_bytes()),
-            Self::Failed(errno) => (1, errno.to_le_bytes()),
+    /// The helper's side: a tag (0 started, 1 failed) and the pid or errno; a started
+    /// script's pidfd goes with it.
+    fn encode(started: Result<u32, i32>) -> [u8; REPLY_LEN] {
+        let (tag, value) = match started {
+            Ok(pid) => (0u32, pid.to_le_bytes()),
+            Err(errno) => (1, errno.to_le_bytes()),
         };
         let mut out = [0u8; REPLY_LEN];
         out[..4].copy_from_slice(&tag.to_le_bytes());
@@ -461,9 +463,10 @@ impl HelperChild {
     /// Waits until the helper has reaped the script, and returns its exit status.
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
         let mut raw = [0u8; 4];
-        let read = self.status.read_exact(&mut raw).await;
+        // No status (the helper died first): the script may still run, so it stays
+        // unreaped and is killed on drop.
+        self.status.read_exact(&mut raw).await?;
         self.reaped = true;
-        read?;
         Ok(ExitStatus::from_raw(i32::from_le_bytes(raw)))
     }
 }
@@ -506,11 +509,13 @@ pub fn serve(socket: BorrowedFd<'_>) -> io::Result<()> {
         if ready.first() == Some(&true) {
             match receive(socket, &mut buf)? {
                 None => return Ok(()),
-                Some(Received { request, fds }) => {
-                    let (reply, started) = start(request.as_ref(), fds);
-                    send_reply(socket, &reply)?;
-                    running.extend(started);
-                }
+                Some(Received { request, fds }) => match start(request.as_deref(), fds) {
+                    Ok(script) => {
+                        send_reply(socket, Ok(script.child.id()), Some(script.pidfd.as_fd()))?;
+                        running.push(script);
+                    }
+                    Err(errno) => send_reply(socket, Err(errno), None)?,
+                },
             }
         }
     }
@@ -596,14 +601,12 @@ fn receive(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<Received
     }
 }
 
-/// Starts one script; the reply for the server, and the script to watch if it started.
-fn start(request: Option<&Vec<u8>>, fds: Vec<OwnedFd>) -> (Reply, Option<Running>) {
-    let Some(request) = request.and_then(|r| SpawnRequest::decode(r)) else {
-        return (Reply::Failed(Errno::INVAL.raw_os_error()), None);
-    };
-    let Ok([stdin, stdout, stderr, status]) = <[OwnedFd; REQUEST_FDS]>::try_from(fds) else {
-        return (Reply::Failed(Errno::INVAL.raw_os_error()), None);
-    };
+/// Starts one script: the script to watch, or the errno to answer.
+fn start(request: Option<&[u8]>, fds: Vec<OwnedFd>) -> Result<Running, i32> {
+    let invalid = Errno::INVAL.raw_os_error();
+    let request = request.and_then(SpawnRequest::decode).ok_or(invalid)?;
+    let [stdin, stdout, stderr, status] =
+        <[OwnedFd; REQUEST_FDS]>::try_from(fds).map_err(|_| invalid)?;
     let mut cmd = std::process::Command::new(request.program);
     cmd.args(&request.args)
         .env_clear()
@@ -616,55 +619,35 @@ fn start(request: Option<&Vec<u8>>, fds: Vec<OwnedFd>) -> (Reply, Option<Running
     if let Some(dir) = request.dir {
         cmd.current_dir(dir);
     }
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            return (
-                Reply::Failed(e.raw_os_error().unwrap_or(Errno::INVAL.raw_os_error())),
-                None,
-            );
-        }
-    };
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| e.raw_os_error().unwrap_or(invalid))?;
     // Our own unreaped child: its pid cannot have been reused yet.
     let pidfd = Pid::from_raw(child.id().cast_signed())
         .ok_or(Errno::SRCH)
         .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()));
     match pidfd {
-        Ok(pidfd) => {
-            let reply_fd = pidfd.try_clone();
-            match reply_fd {
-                Ok(reply_fd) => (
-                    Reply::Started {
-                        pid: child.id(),
-                        pidfd: reply_fd,
-                    },
-                    Some(Running {
-                        child,
-                        pidfd,
-                        status: std::fs::File::from(status),
-                    }),
-                ),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    (Reply::Failed(e.raw_os_error().unwrap_or(0)), None)
-                }
-            }
-        }
+        Ok(pidfd) => Ok(Running {
+            child,
+            pidfd,
+            status: std::fs::File::from(status),
+        }),
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
-            (Reply::Failed(e.raw_os_error()), None)
+            Err(e.raw_os_error())
         }
     }
 }
 
-fn send_reply(socket: BorrowedFd<'_>, reply: &Reply) -> io::Result<()> {
-    let bytes = reply.encode();
-    let pidfd: Vec<BorrowedFd<'_>> = match reply {
-        Reply::Started { pidfd, .. } => vec![pidfd.as_fd()],
-        Reply::Failed(_) => Vec::new(),
-    };
+/// Sends a reply whole, a started script's pidfd with its first bytes.
+fn send_reply(
+    socket: BorrowedFd<'_>,
+    started: Result<u32, i32>,
+    pidfd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    let bytes = Reply::encode(started);
+    let pidfd: Vec<BorrowedFd<'_>> = pidfd.into_iter().collect();
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !pidfd.is_empty() {
@@ -819,6 +802,28 @@ mod tests {
             assert!(Instant::now() < deadline, "{pid} still exists (unreaped?)");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_script_whose_helper_died_before_reporting_is_still_killed() {
+        let mut script = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = Pid::from_raw(script.id().cast_signed()).unwrap();
+        let (status_read, status_write) = pipe();
+        let mut child = HelperChild {
+            pid: script.id(),
+            pidfd: rustix::process::pidfd_open(pid, PidfdFlags::empty()).unwrap(),
+            status: tokio::net::unix::pipe::Receiver::from_owned_fd(status_read).unwrap(),
+            reaped: false,
+        };
+        // The helper goes away without writing a status.
+        drop(status_write);
+        assert!(child.wait().await.is_err());
+        drop(child);
+        let status = script.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "{status:?}");
     }
 
     #[tokio::test]

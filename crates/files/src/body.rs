@@ -289,8 +289,34 @@ mod tests {
         assert!(collect(FileBody::empty()).await.is_empty());
     }
 
+    #[test]
+    fn a_chunk_is_read_into_again_only_once_nobody_else_holds_it() {
+        let mut recent = RecentChunks::default();
+        let first = recent.buffer(8).freeze();
+        let first_at = first.as_ptr();
+        recent.remember(&first, true);
+        // Still held by the connection: never read into.
+        let other = recent.buffer(8);
+        assert_ne!(other.as_ptr(), first_at);
+        drop(other);
+        drop(first);
+        // Let go of, it is kept (so no allocation can land on it) and handed out again.
+        assert!(
+            recent
+                .0
+                .iter()
+                .flatten()
+                .any(|b| b.is_unique() && b.as_ptr() == first_at)
+        );
+        let again = recent.buffer(8);
+        assert_eq!(again.as_ptr(), first_at);
+        // The last chunk keeps nothing.
+        recent.remember(&again.freeze(), false);
+        assert!(recent.0.iter().all(Option::is_none));
+    }
+
     #[tokio::test]
-    async fn a_chunk_the_connection_let_go_of_is_reused_and_fully_overwritten() {
+    async fn reused_chunks_carry_only_fresh_bytes() {
         // Four chunks and a short tail, each chunk's bytes different from the others'.
         let (_dir, root, data) = fixture(4 * CHUNK as u32 + 1000);
         let resolved = Resolved::resolve(&root, "/f.bin");
@@ -307,7 +333,7 @@ mod tests {
         assert_eq!(addresses.len(), 5);
         assert!(addresses[1..].iter().all(|&a| a == addresses[0]));
 
-        // A chunk still held (not yet written) is never read into.
+        // Chunks all still held (a slow connection): none is read into.
         let resolved = Resolved::resolve(&root, "/f.bin");
         let mut body = FileBody::new(resolved, 0, data.len() as u64);
         let mut held = Vec::new();

@@ -720,8 +720,9 @@ fn standing_children(server: &Server) -> Vec<u32> {
             .into_iter()
             .map(|(p, _)| p)
             .filter(|p| {
+                let arg: &[u8] = b"--internal-cgi-spawner";
                 fs::read(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| c.windows(22).any(|w| w == b"--internal-cgi-spawner"))
+                    .is_ok_and(|c| c.windows(arg.len()).any(|w| w == arg))
             })
             .collect(),
         _ => Vec::new(),

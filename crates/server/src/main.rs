@@ -298,8 +298,10 @@ fn run(cli: &Cli) -> Result<(), String> {
         // Run as root, scripts change user; helpers already running as their user start
         // them without forking the whole server. Started before the banner, so they exist
         // once it is out.
-        let run_as = run_as.unwrap_or_else(RunAs::nobody_if_root);
-        let spawner = if cli.cgi {
+        let run_as = cli
+            .cgi
+            .then(|| run_as.unwrap_or_else(RunAs::nobody_if_root));
+        let spawner = if let Some(run_as) = run_as {
             let helpers = std::thread::available_parallelism().map_or(2, usize::from);
             Spawner::start(run_as, helpers.min(8), || {
                 let mut helper = std::process::Command::new("/proc/self/exe");
@@ -330,7 +332,7 @@ fn run(cli: &Cli) -> Result<(), String> {
                 Symlinks::Never => SymlinkPolicy::Never,
             })
             .hide_dotfiles(cli.hide_dotfiles);
-        if cli.cgi {
+        if let Some(run_as) = run_as {
             let interpreter =
                 (cli.cgi_interpreter != "none").then(|| PathBuf::from(&cli.cgi_interpreter));
             app = app.cgi(|config| {
