@@ -441,28 +441,30 @@ fn spawner_helpers(server: &Server) -> Vec<Proc> {
 }
 
 #[test]
-fn as_root_scripts_are_started_by_helpers_already_running_as_their_user() {
+fn scripts_are_started_by_helpers_each_under_a_keeper_of_the_servers_user() {
     let d = fixture();
     let server = cgi_server(d.path(), &[]);
     let helpers = spawner_helpers(&server);
     let (_stream, pid, _grandchild) = start_pid_script(&server);
     let script = proc_of(pid).unwrap();
+    let keeper = proc_of(script.parent).unwrap();
+    // No fork of the server per script: a helper forks a keeper, which starts the script.
+    assert!(!helpers.is_empty());
+    assert!(
+        helpers.iter().any(|h| h.pid == keeper.parent),
+        "keeper {keeper:?} of {script:?} is not a helper's child: {helpers:?}"
+    );
+    // Helpers and keepers keep the server's user: the scripts' user cannot signal them.
+    let server_uid = proc_of(server.pid()).unwrap().uid;
+    assert!(
+        helpers
+            .iter()
+            .all(|h| h.uid == server_uid && h.state != "Z"),
+        "{helpers:?}"
+    );
+    assert_eq!(keeper.uid, server_uid);
     if running_as_root() {
-        // No fork of the server per script: a helper (as nobody) starts each one.
-        assert!(!helpers.is_empty());
-        assert!(
-            helpers.iter().all(|h| h.uid == 65534 && h.state != "Z"),
-            "{helpers:?}"
-        );
-        assert!(
-            helpers.iter().any(|h| h.pid == script.parent),
-            "script {script:?} is not a helper's child: {helpers:?}"
-        );
         assert_eq!(script.uid, 65534);
-    } else {
-        // Scripts keep the server's user, and std starts them with posix_spawn itself.
-        assert!(helpers.is_empty(), "{helpers:?}");
-        assert_eq!(script.parent, server.pid());
     }
     // Nothing but the server can use a helper.
     let (code, _, stderr) = common::run_cli(&["--internal-cgi-spawner"]);
@@ -502,8 +504,21 @@ fn scripts_still_run_when_the_spawner_helpers_are_killed() {
             assert_eq!(res.text().trim(), expected);
         }
     }
-    if running_as_root() {
-        assert!(server.wait_for_stderr("CGI spawner helper ended"));
+    assert!(server.wait_for_stderr("CGI spawner helper ended"));
+    // Each killed helper is replaced (at most once a second) by a new one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(server.get("/cgi-bin/uid.sh").status, 200);
+        let now = spawner_helpers(&server);
+        if now.len() == helpers.len()
+            && now
+                .iter()
+                .all(|h| helpers.iter().all(|old| old.pid != h.pid))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "helpers not replaced: {now:?}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -632,6 +647,185 @@ fn server_shutdown_kills_running_scripts() {
         wait_gone(child),
         "the script's child {child} survived shutdown"
     );
+}
+
+/// A script that leaves a plain background child and a `setsid` daemon behind (both with
+/// their output redirected, so the response can end) and reports their pids; with a
+/// `hold` query it then sleeps instead of exiting.
+const ORPHANS_SH: &str = "#!/bin/sh\n\
+sleep 120 >/dev/null 2>&1 </dev/null &\n\
+child=$!\n\
+setsid sleep 120 >/dev/null 2>&1 </dev/null &\n\
+daemon=$!\n\
+printf 'Content-Type: text/plain\\nX-Child: %s\\nX-Daemon: %s\\n\\nstarted\\n' \"$child\" \"$daemon\"\n\
+if [ \"$QUERY_STRING\" = hold ]; then exec sleep 120 >/dev/null; fi\n";
+
+/// The pids an `ORPHANS_SH` response reports, checked alive.
+fn orphan_pids(head: &Response) -> [u32; 2] {
+    let pids = ["x-child", "x-daemon"].map(|h| head.header(h).unwrap().parse::<u32>().unwrap());
+    for pid in pids {
+        assert!(pid_alive(pid), "{pid} not running");
+    }
+    pids
+}
+
+/// Reads a response head (through the blank line) from `stream`.
+fn read_head(stream: &mut std::net::TcpStream) -> Response {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1);
+        buf.push(byte[0]);
+    }
+    Response::parse(&buf)
+}
+
+#[test]
+fn nothing_a_script_starts_outlives_its_request() {
+    let d = fixture();
+    write_script(&d.path().join("cgi-bin/orphans.sh"), ORPHANS_SH, 0o755);
+    let mut server = cgi_server(d.path(), &["--shutdown-grace", "1"]);
+    // The script answers and exits: what it left behind is killed with its request.
+    let res = server.get("/cgi-bin/orphans.sh");
+    assert_eq!(res.status, 200, "{}", res.text());
+    for pid in orphan_pids(&res) {
+        assert!(wait_gone(pid), "{pid} outlived the response");
+    }
+    // The client goes away while the script still runs.
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /cgi-bin/orphans.sh?hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let pids = orphan_pids(&read_head(&mut stream));
+    drop(stream);
+    for pid in pids {
+        assert!(wait_gone(pid), "{pid} outlived its client");
+    }
+    // The server shuts down while the script still runs.
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /cgi-bin/orphans.sh?hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let pids = orphan_pids(&read_head(&mut stream));
+    assert_eq!(server.signal_and_wait("TERM"), Some(0));
+    for pid in pids {
+        assert!(wait_gone(pid), "{pid} outlived the server");
+    }
+}
+
+/// A Python CGI script that tries, as the scripts' user, to signal (signal 0: the
+/// permission check alone) and to read the environment of its parent, grandparent and
+/// great-grandparent (keeper, helper, server) and of every child of those, and reports
+/// what it could reach, and whether it has a terminal.
+const REACH_PY: &str = r#"#!/usr/bin/env python3
+import os
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+me = os.getpid()
+chain, pid = [], me
+for _ in range(3):
+    pid = parent(pid)
+    if pid <= 1:
+        break
+    chain.append(pid)
+targets = set(chain)
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            if parent(int(entry)) in chain:
+                targets.add(int(entry))
+        except OSError:
+            pass
+reached = []
+for pid in sorted(targets - {me}):
+    try:
+        os.kill(pid, 0)
+        reached.append(f"signal {pid}")
+    except PermissionError:
+        pass
+    except ProcessLookupError:
+        pass
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            f.read()
+        reached.append(f"environ {pid}")
+    except OSError:
+        pass
+try:
+    os.close(os.open("/dev/tty", os.O_RDWR))
+    reached.append("tty")
+except OSError:
+    pass
+print("Content-Type: text/plain")
+print()
+print(f"targets {len(targets)}")
+print(" ".join(reached) or "nothing")
+"#;
+
+#[test]
+fn scripts_cannot_signal_or_inspect_the_server_helpers_or_keepers() {
+    if !running_as_root() {
+        // Scripts then run as the server's own user, which can signal it (README).
+        return;
+    }
+    let d = fixture();
+    write_script(&d.path().join("cgi-bin/reach.py"), REACH_PY, 0o755);
+    let server = cgi_server(d.path(), &[]);
+    let res = server.get("/cgi-bin/reach.py");
+    assert_eq!(res.status, 200, "{}", res.text());
+    let text = res.text();
+    // Keeper, helper, server and the other helpers were all tried.
+    let tried: usize = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("targets "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(tried >= 3, "{text}");
+    assert_eq!(
+        text.lines().nth(1),
+        Some("nothing"),
+        "a script reached: {text}"
+    );
+    // And CGI keeps working.
+    assert_eq!(server.get("/cgi-bin/uid.sh").status, 200);
+}
+
+/// A Python CGI script that pushes a command into its controlling terminal's input
+/// (TIOCSTI), as a script could into the shell of an operator who started the server.
+const TIOCSTI_PY: &str = r#"#!/usr/bin/env python3
+import fcntl, os, termios
+try:
+    fd = os.open("/dev/tty", os.O_RDWR)
+    for c in b"echo INJECTED-BY-CGI\n":
+        fcntl.ioctl(fd, termios.TIOCSTI, bytes([c]))
+    result = "injected"
+except OSError as e:
+    result = f"refused errno {e.errno}"
+print("Content-Type: text/plain")
+print()
+print(result)
+"#;
+
+#[test]
+fn scripts_cannot_type_into_the_operators_terminal() {
+    let d = fixture();
+    write_script(&d.path().join("cgi-bin/tiocsti.py"), TIOCSTI_PY, 0o755);
+    // The server on a terminal of its own, as when started from a shell: `script` runs it
+    // on a pseudo-terminal and copies everything shown there to our stdout.
+    let command = format!(
+        "exec {} 0 -b 127.0.0.1 -d {} --cgi",
+        common::binary().display(),
+        d.path().display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-q", "-e", "-c", &command, "/dev/null"]);
+    let server = Server::spawn(cmd);
+    let res = server.get("/cgi-bin/tiocsti.py");
+    assert_eq!(res.status, 200);
+    assert!(res.text().starts_with("refused"), "{}", res.text());
 }
 
 #[test]

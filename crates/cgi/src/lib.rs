@@ -242,10 +242,11 @@ impl CgiConfig {
         self
     }
 
-    /// Starts scripts through `spawner`, a helper process already running as the scripts'
-    /// user (see [`Spawner::start`]), instead of forking the server for each one. Only
-    /// worth it when the server changes user for its scripts (it runs as root); scripts it
-    /// cannot hand over (the helper gone, a huge environment) are started directly.
+    /// Starts scripts through `spawner`'s helper processes (see [`Spawner::start`]) instead
+    /// of forking the server for each one: each script then runs under a keeper that kills
+    /// whatever it leaves behind when its request is over. Scripts it cannot hand over (the
+    /// helpers gone, a huge environment) are started directly, in a session and process
+    /// group of their own.
     pub fn spawner(mut self, spawner: Spawner) -> Self {
         self.spawner = Some(spawner);
         self

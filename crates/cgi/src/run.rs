@@ -396,6 +396,7 @@ async fn start_script(
                 .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
                 .collect(),
             dir: script.script_file.parent(),
+            user: config.run_as.ids(),
         };
         let (stdin_child, stdin) = if piped_stdin {
             let (read, write) = pipe()?;
@@ -436,9 +437,8 @@ async fn start_script(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        // Its own process group, so everything it starts can be killed with it.
-        .process_group(0);
+        .kill_on_drop(true);
+    new_session(&mut cmd);
     if let Some(dir) = script.script_file.parent() {
         cmd.current_dir(dir);
     }
@@ -456,6 +456,17 @@ async fn start_script(
         stdout,
         stderr,
     })
+}
+
+/// Starts the script in a session of its own, without a controlling terminal (it cannot
+/// open `/dev/tty` and push keystrokes into the operator's shell), and so also in its own
+/// process group, which can be killed with everything it starts.
+#[allow(unsafe_code)]
+fn new_session(cmd: &mut Command) {
+    // SAFETY: `setsid` is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+    }
 }
 
 /// A close-on-exec pipe: (read end, write end).

@@ -1,42 +1,49 @@
-//! Starting scripts from a helper process that already runs as the scripts' user.
+//! Starting scripts from small helper processes instead of the server itself.
 //!
 //! A server running as root changes the user of every script it starts, and the standard
 //! library can only do that with `fork`: the whole server's page tables are copied, then
 //! torn down again by `exec`, and every page the server writes in between is a
-//! copy-on-write fault. Measured on a 5 MiB server, that is 0.55 ms of server CPU per script
-//! against 0.31 ms for a `posix_spawn` (a `vfork`), which is what std uses when the user
-//! stays the same. So a [`Spawner`] starts, once, small single-threaded helpers (one per
-//! core) that already run as the scripts' user; the server sends an idle one each
-//! script's program, arguments, environment and directory with the script's stdio and a
-//! status pipe over a private socket pair, and gets back its pid and a pidfd. The helper
-//! starts the script with `posix_spawn`, reaps it, and writes its wait status to the
-//! status pipe. The script's I/O never passes through the helper.
+//! copy-on-write fault (0.55 ms of server CPU per script against 0.31 ms for a
+//! `posix_spawn`). So a [`Spawner`] starts, once, small single-threaded helpers (one per
+//! core); the server sends an idle one each script's program, arguments, environment,
+//! directory and user with the script's stdio and a status pipe over a private socket
+//! pair, and gets back its pid and a pidfd. The script's I/O never passes through the
+//! helper.
+//!
+//! Each script is started by a *keeper* the helper forks for it (see [`serve`]): a child
+//! subreaper in a session of its own that reports the script's wait status into the status
+//! pipe and, when the server closes that pipe (the request is over), kills every process
+//! the script left behind. The helpers and keepers run as the server's user, not the
+//! scripts', so a script can neither signal nor ptrace them; they refuse to be dumped.
 //!
 //! A helper is the server's own binary, re-executed with an argument that makes it call
-//! [`serve`] on its stdin. It refuses to be ptraced or dumped (its memory holds requests),
-//! and it exits when the server closes the socket. If one dies, the server reaps it, logs
-//! it, and the other helpers (or, with none left, the server itself) start the scripts;
-//! a script whose request reached a helper that then died is answered `500`, never
-//! started a second time.
+//! [`serve`] on its stdin; it exits when the server closes the socket. An exchange with a
+//! helper is bounded ([`SPAWN_TIMEOUT`]): a helper that does not answer in time is killed
+//! and replaced, and the request is answered without it. If a helper dies, the server
+//! reaps it, logs it and starts another (at most one a second per helper); meanwhile the
+//! other helpers, or the server itself, start the scripts. A script whose request reached a
+//! helper that then failed is answered `500`, never started a second time.
 
-use crate::RunAs;
-use rustix::event::{PollFd, PollFlags};
-use rustix::io::Errno;
+mod helper;
+
+pub use helper::serve;
+
 use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
 use rustix::process::{Pid, PidfdFlags, Signal};
 use std::ffi::OsStr;
-use std::io::{self, IoSlice, IoSliceMut, Write};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::io::Interest;
 use tokio::net::UnixStream;
@@ -49,14 +56,40 @@ const MAX_REQUEST: usize = 192 * 1024;
 /// write end of the pipe that gets its wait status.
 const REQUEST_FDS: usize = 4;
 
-/// Starts scripts through helper processes running as the scripts' user; cheap to clone.
+/// The longest a request waits for a helper to take it and answer. A healthy helper
+/// answers within milliseconds; one that does not is killed and replaced.
+pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How soon a helper that died may be replaced, so one that cannot start is not
+/// restarted in a loop.
+const RESTART_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Builds the command that starts a helper.
+type Launcher = dyn Fn() -> std::process::Command + Send + Sync;
+
+/// Starts scripts through helper processes; cheap to clone.
 ///
 /// Built by [`Spawner::start`] and handed to [`CgiConfig::spawner`](crate::CgiConfig::spawner).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Spawner {
-    helpers: Arc<[Helper]>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Each slot holds its current helper; a helper that fails is replaced in its slot.
+    slots: Box<[Mutex<Arc<Helper>>]>,
     /// Where the search for a free helper starts, so they take turns.
-    next: Arc<AtomicUsize>,
+    next: AtomicUsize,
+    /// `None` in tests, whose helpers cannot be restarted.
+    launcher: Option<Box<Launcher>>,
+}
+
+impl std::fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawner")
+            .field("helpers", &self.inner.slots.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -68,76 +101,60 @@ struct Helper {
     /// Set when the helper is gone (its process exited, or an exchange failed); the
     /// other helpers, or the server itself, then start the scripts.
     broken: Arc<AtomicBool>,
+    /// The helper's process, to kill it when it stops answering (`None` in tests).
+    pidfd: Option<OwnedFd>,
+    started: Instant,
 }
 
 impl Spawner {
     /// Starts `helpers` helper processes (at least one) with `command`, which runs
     /// [`serve`] on its stdin (the `httpserve` binary does so when re-executed with
-    /// `--internal-cgi-spawner`), as the user `run_as` names. `None` when scripts run as
-    /// the server's own user: std already starts those with `posix_spawn`.
+    /// `--internal-cgi-spawner`); `command` is called again to replace a helper that died
+    /// or stopped answering. The helpers run as the server's own user; each script is
+    /// started as the user its [`CgiConfig`](crate::CgiConfig) says.
     ///
-    /// A helper is busy while a script it starts executes `exec`, so one per core keeps
-    /// scripts starting in parallel. Must be called within a tokio runtime.
+    /// A helper is busy while a script it starts forks and executes, so one per core
+    /// keeps scripts starting in parallel. Must be called within a tokio runtime.
     pub fn start(
-        run_as: RunAs,
         helpers: usize,
-        mut command: impl FnMut() -> std::process::Command,
-    ) -> io::Result<Option<Self>> {
-        let Some((uid, gid)) = run_as.ids() else {
-            return Ok(None);
-        };
-        let mut started = Vec::with_capacity(helpers.max(1));
+        command: impl Fn() -> std::process::Command + Send + Sync + 'static,
+    ) -> io::Result<Self> {
+        let mut slots = Vec::with_capacity(helpers.max(1));
         for _ in 0..helpers.max(1) {
-            let (ours, theirs) = socket_pair()?;
-            let mut helper = command();
-            helper
-                .stdin(Stdio::from(theirs))
-                .stdout(Stdio::null())
-                .uid(uid)
-                .gid(gid);
-            let mut process = tokio::process::Command::from(helper)
-                .kill_on_drop(true)
-                .spawn()?;
-            let started_helper = Helper::new(ours)?;
-            let broken = started_helper.broken.clone();
-            // Reaps the helper if it dies, and stops sending it work. The helper ends by
-            // itself when the server closes the socket; at runtime shutdown this task is
-            // dropped and `kill_on_drop` ends it.
-            tokio::spawn(async move {
-                let status = process.wait().await;
-                broken.store(true, Ordering::Relaxed);
-                match status {
-                    // Its socket closed: the server is going away.
-                    Ok(status) if status.success() => {}
-                    Ok(status) => {
-                        tracing::error!(target: "httpserve::cgi", "a CGI spawner helper ended ({status}); the others, or the server, start scripts");
-                    }
-                    Err(e) => {
-                        tracing::error!(target: "httpserve::cgi", "waiting for a CGI spawner helper: {e}");
-                    }
-                }
-            });
-            started.push(started_helper);
+            slots.push(Mutex::new(Arc::new(launch(&command)?)));
         }
-        Ok(Some(Self::with_helpers(started)))
+        Ok(Self {
+            inner: Arc::new(Inner {
+                slots: slots.into(),
+                next: AtomicUsize::new(0),
+                launcher: Some(Box::new(command)),
+            }),
+        })
     }
 
+    #[cfg(test)]
     fn with_helpers(helpers: Vec<Helper>) -> Self {
         Self {
-            helpers: helpers.into(),
-            next: Arc::default(),
+            inner: Arc::new(Inner {
+                slots: helpers
+                    .into_iter()
+                    .map(|h| Mutex::new(Arc::new(h)))
+                    .collect(),
+                next: AtomicUsize::new(0),
+                launcher: None,
+            }),
         }
     }
 
-    /// False once every helper has gone away.
+    /// False once every helper has gone away for good.
     pub(crate) fn is_working(&self) -> bool {
-        self.helpers.iter().any(Helper::is_working)
+        self.inner.launcher.is_some() || self.inner.slots.iter().any(|s| current(s).is_working())
     }
 
     /// Starts `request` with `stdio` (stdin, stdout, stderr) as its standard streams.
-    /// An error from the helper's `posix_spawn` (no such file, not executable) comes back
-    /// as it would from `Command::spawn`; `Err(None)` means no helper could be asked (all
-    /// gone, or the request too big) and the caller should start the script itself.
+    /// An error from the keeper's spawn (no such file, not executable) comes back as it
+    /// would from `Command::spawn`; `Err(None)` means no helper could be asked (all gone,
+    /// all stuck, or the request too big) and the caller should start the script itself.
     pub(crate) async fn spawn(
         &self,
         request: &SpawnRequest<'_>,
@@ -153,24 +170,28 @@ impl Spawner {
         let fds = [stdin, stdout, stderr, status_write];
         let spawner = self.clone();
         // In a task of its own, so a request whose client goes away mid-exchange still
-        // reads its reply, and the next request never reads another's.
+        // reads its reply, and the next request never reads another's. Bounded, so a
+        // helper that stops answering holds neither the request nor its descriptors.
         let exchange = tokio::spawn(async move {
-            let helper = spawner.pick().ok_or_else(|| {
+            let (slot, helper) = spawner.pick().ok_or_else(|| {
                 Exchange::NotSent(io::Error::other("every CGI spawner helper is gone"))
             })?;
-            let result = exchange(&*helper.socket.lock().await, &bytes, &fds).await;
+            let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no answer in time");
+            let result = match tokio::time::timeout(SPAWN_TIMEOUT, helper.socket.lock()).await {
+                // Another request held it all that time: it is stuck.
+                Err(_) => Err(Exchange::NotSent(timed_out())),
+                Ok(socket) => tokio::time::timeout(SPAWN_TIMEOUT, exchange(&socket, &bytes, &fds))
+                    .await
+                    .unwrap_or_else(|_| Err(Exchange::NoReply(timed_out()))),
+            };
             drop(fds);
-            result.inspect_err(|failed| {
-                if !helper.broken.swap(true, Ordering::Relaxed) {
-                    let (Exchange::NotSent(e) | Exchange::NoReply(e)) = failed;
-                    tracing::error!(target: "httpserve::cgi", "a CGI spawner helper is gone ({e}); the others, or the server, start scripts");
-                }
-            })
+            result.inspect_err(|failed| spawner.failed(slot, &helper, failed))
         });
         let reply = match exchange.await {
             Ok(Ok(reply)) => reply,
             Ok(Err(Exchange::NotSent(_))) => return Err(None),
-            // It may have started the script: starting it again could run it twice.
+            // It may have started the script: starting it again could run it twice (the
+            // keeper, if any, kills it when it sees the status pipe closed).
             Ok(Err(Exchange::NoReply(e))) => return Err(Some(e)),
             Err(e) => return Err(Some(io::Error::other(e))),
         };
@@ -186,22 +207,97 @@ impl Spawner {
         }
     }
 
-    /// A working helper: an idle one if any, else the next in turn.
-    fn pick(&self) -> Option<&Helper> {
-        let count = self.helpers.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let working = (0..count)
-            .map(|i| &self.helpers[(start + i) % count])
-            .filter(|h| h.is_working());
+    /// A working helper and its slot: an idle one if any, else the next in turn. A slot
+    /// whose helper is gone gets a new one first, if it may.
+    fn pick(&self) -> Option<(usize, Arc<Helper>)> {
+        let slots = &self.inner.slots;
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let mut first = None;
-        for helper in working {
-            if helper.socket.try_lock().is_ok() {
-                return Some(helper);
+        for i in (0..slots.len()).map(|i| (start + i) % slots.len()) {
+            let helper = self.restarted(i);
+            if !helper.is_working() {
+                continue;
             }
-            first.get_or_insert(helper);
+            if helper.socket.try_lock().is_ok() {
+                return Some((i, helper));
+            }
+            first.get_or_insert((i, helper));
         }
         first
     }
+
+    /// The helper of slot `i`, replaced first if it is gone and may be.
+    fn restarted(&self, i: usize) -> Arc<Helper> {
+        let mut slot = self.inner.slots[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !slot.is_working()
+            && slot.started.elapsed() >= RESTART_INTERVAL
+            && let Some(launcher) = &self.inner.launcher
+        {
+            match launch(launcher) {
+                Ok(helper) => *slot = Arc::new(helper),
+                Err(e) => {
+                    tracing::error!(target: "httpserve::cgi", "cannot start a CGI spawner helper: {e}");
+                }
+            }
+        }
+        slot.clone()
+    }
+
+    /// An exchange with `helper` failed: it is gone, or stuck and killed here; its slot
+    /// gets a new helper at the next request.
+    fn failed(&self, slot: usize, helper: &Helper, failed: &Exchange) {
+        if helper.broken.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let (Exchange::NotSent(e) | Exchange::NoReply(e)) = failed;
+        tracing::error!(target: "httpserve::cgi", "CGI spawner helper {slot} failed ({e}); it is replaced, and meanwhile the others, or the server, start scripts");
+        helper.kill();
+    }
+}
+
+/// The helper a slot holds now.
+fn current(slot: &Mutex<Arc<Helper>>) -> Arc<Helper> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// Starts one helper process with `command`, and a task that reaps it when it ends.
+fn launch(command: &(impl Fn() -> std::process::Command + ?Sized)) -> io::Result<Helper> {
+    let (ours, theirs) = socket_pair()?;
+    let mut helper = command();
+    helper.stdin(Stdio::from(theirs)).stdout(Stdio::null());
+    let mut process = tokio::process::Command::from(helper)
+        .kill_on_drop(true)
+        .spawn()?;
+    // Our own unreaped child: its pid cannot have been reused.
+    let pidfd = process
+        .id()
+        .and_then(|id| Pid::from_raw(id.cast_signed()))
+        .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok());
+    let mut started = Helper::new(ours)?;
+    started.pidfd = pidfd;
+    let broken = started.broken.clone();
+    // Reaps the helper when it dies, and stops sending it work. The helper ends by
+    // itself when the server closes the socket; at runtime shutdown this task is dropped
+    // and `kill_on_drop` ends it.
+    tokio::spawn(async move {
+        let status = process.wait().await;
+        let was_broken = broken.swap(true, Ordering::Relaxed);
+        match status {
+            // Its socket closed: the server is going away.
+            Ok(status) if status.success() => {}
+            // Killed here for not answering: logged already.
+            Ok(_) if was_broken => {}
+            Ok(status) => {
+                tracing::error!(target: "httpserve::cgi", "a CGI spawner helper ended ({status}); it is replaced, and meanwhile the others, or the server, start scripts");
+            }
+            Err(e) => {
+                tracing::error!(target: "httpserve::cgi", "waiting for a CGI spawner helper: {e}");
+            }
+        }
+    });
+    Ok(started)
 }
 
 impl Helper {
@@ -210,11 +306,21 @@ impl Helper {
         Ok(Self {
             socket: tokio::sync::Mutex::new(socket),
             broken: Arc::default(),
+            pidfd: None,
+            started: Instant::now(),
         })
     }
 
     fn is_working(&self) -> bool {
         !self.broken.load(Ordering::Relaxed)
+    }
+
+    /// Kills the helper process (its reaper task then reaps it). Its keepers live on:
+    /// each still ends its script's processes when the server closes its status pipe.
+    fn kill(&self) {
+        if let Some(pidfd) = &self.pidfd {
+            let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
+        }
     }
 }
 
@@ -386,11 +492,14 @@ pub(crate) struct SpawnRequest<'a> {
     pub(crate) args: Vec<&'a OsStr>,
     pub(crate) env: Vec<(&'a OsStr, &'a OsStr)>,
     pub(crate) dir: Option<&'a Path>,
+    /// The uid and gid to run as; `None`: the helper's own.
+    pub(crate) user: Option<(u32, u32)>,
 }
 
 impl<'a> SpawnRequest<'a> {
-    /// Length-prefixed fields: program, directory (empty: none), the argument count and
-    /// arguments, the variable count and each name and value.
+    /// Length-prefixed fields: program, directory (empty: none), user (empty: none, else
+    /// uid and gid), the argument count and arguments, the variable count and each name
+    /// and value.
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(4096);
         let mut field = |bytes: &[u8]| {
@@ -399,6 +508,12 @@ impl<'a> SpawnRequest<'a> {
         };
         field(self.program.as_bytes());
         field(self.dir.map_or(&[][..], |d| d.as_os_str().as_bytes()));
+        let mut user = [0u8; 8];
+        if let Some((uid, gid)) = self.user {
+            user[..4].copy_from_slice(&uid.to_le_bytes());
+            user[4..].copy_from_slice(&gid.to_le_bytes());
+        }
+        field(if self.user.is_some() { &user } else { &[] });
         field(&(self.args.len() as u32).to_le_bytes());
         for arg in &self.args {
             field(arg.as_bytes());
@@ -425,6 +540,14 @@ impl<'a> SpawnRequest<'a> {
         let program = OsStr::from_bytes(field()?);
         let dir = field()?;
         let dir = (!dir.is_empty()).then(|| Path::new(OsStr::from_bytes(dir)));
+        let user = match field()? {
+            [] => None,
+            ids if ids.len() == 8 => Some((
+                u32::from_le_bytes(ids[..4].try_into().ok()?),
+                u32::from_le_bytes(ids[4..].try_into().ok()?),
+            )),
+            _ => return None,
+        };
         let argc = count(field()?)?;
         let mut args = Vec::new();
         for _ in 0..argc {
@@ -440,6 +563,7 @@ impl<'a> SpawnRequest<'a> {
             args,
             env,
             dir,
+            user,
         })
         .filter(|_| bytes.is_empty())
     }
@@ -480,199 +604,6 @@ impl Drop for HelperChild {
     }
 }
 
-/// The helper's side: starts the scripts requested on `socket` until the server closes
-/// it, reaps them, and reports each one's wait status. Runs in the helper process, on
-/// its only thread.
-pub fn serve(socket: BorrowedFd<'_>) -> io::Result<()> {
-    // Scripts run as the same user; none of them may read a request out of this process.
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
-    let mut running: Vec<Running> = Vec::new();
-    let mut buf = vec![0u8; 4 + MAX_REQUEST];
-    loop {
-        let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(&socket, PollFlags::IN))
-                .chain(running.iter().map(|r| PollFd::new(&r.pidfd, PollFlags::IN)))
-                .collect();
-            match rustix::event::poll(&mut fds, None) {
-                Ok(_) => {}
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            fds.iter().map(|f| !f.revents().is_empty()).collect()
-        };
-        // Backwards, so `swap_remove` only moves entries already looked at.
-        for i in (0..running.len()).rev() {
-            if ready.get(i + 1) == Some(&true) {
-                running.swap_remove(i).report();
-            }
-        }
-        if ready.first() == Some(&true) {
-            match receive(socket, &mut buf)? {
-                None => return Ok(()),
-                Some(Received { request, fds }) => match start(request.as_deref(), fds) {
-                    Ok(script) => {
-                        send_reply(socket, Ok(script.child.id()), Some(script.pidfd.as_fd()))?;
-                        running.push(script);
-                    }
-                    Err(errno) => send_reply(socket, Err(errno), None)?,
-                },
-            }
-        }
-    }
-}
-
-/// A script the helper started and has not reaped yet.
-struct Running {
-    child: std::process::Child,
-    pidfd: OwnedFd,
-    status: std::fs::File,
-}
-
-impl Running {
-    /// Reaps the script (its pidfd said it exited) and writes its wait status for the
-    /// server: 4 bytes into an empty pipe never block.
-    fn report(mut self) {
-        if let Ok(status) = self.child.wait() {
-            let _ = self.status.write_all(&status.into_raw().to_le_bytes());
-        }
-    }
-}
-
-/// A request as the helper received it.
-struct Received {
-    /// `None` when it was not whole (descriptors missing or cut).
-    request: Option<Vec<u8>>,
-    fds: Vec<OwnedFd>,
-}
-
-/// The next request and its descriptors; `None` when the server has closed the socket.
-/// A request that is not whole (descriptors missing or cut) comes back as `None` inside,
-/// and is answered with `EINVAL`; one longer than [`MAX_REQUEST`] ends the helper.
-fn receive(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<Received>> {
-    let mut got = 0;
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    let mut cut = false;
-    loop {
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(REQUEST_FDS))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let want = match buf.get(..4).filter(|_| got >= 4) {
-            Some(len) => {
-                let len = u32::from_le_bytes(len.try_into().map_err(io::Error::other)?);
-                let len = usize::try_from(len).map_err(io::Error::other)?;
-                if len > MAX_REQUEST {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "spawn request too big",
-                    ));
-                }
-                4 + len
-            }
-            None => 4,
-        };
-        if got >= 4 && got == want {
-            let request = (!cut && fds.len() == REQUEST_FDS).then(|| buf[4..got].to_vec());
-            return Ok(Some(Received { request, fds }));
-        }
-        let msg = match rustix::net::recvmsg(
-            socket,
-            &mut [IoSliceMut::new(&mut buf[got..want])],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
-            Err(Errno::INTR) => continue,
-            other => other?,
-        };
-        cut |= msg.flags.contains(ReturnFlags::CTRUNC);
-        for message in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(received) = message {
-                fds.extend(received);
-            }
-        }
-        if msg.bytes == 0 {
-            if got == 0 && fds.is_empty() {
-                return Ok(None);
-            }
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the socket mid-request",
-            ));
-        }
-        got += msg.bytes;
-    }
-}
-
-/// Starts one script: the script to watch, or the errno to answer.
-fn start(request: Option<&[u8]>, fds: Vec<OwnedFd>) -> Result<Running, i32> {
-    let invalid = Errno::INVAL.raw_os_error();
-    let request = request.and_then(SpawnRequest::decode).ok_or(invalid)?;
-    let [stdin, stdout, stderr, status] =
-        <[OwnedFd; REQUEST_FDS]>::try_from(fds).map_err(|_| invalid)?;
-    let mut cmd = std::process::Command::new(request.program);
-    cmd.args(&request.args)
-        .env_clear()
-        .envs(request.env.iter().copied())
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        // Its own process group, so everything it starts can be killed with it.
-        .process_group(0);
-    if let Some(dir) = request.dir {
-        cmd.current_dir(dir);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| e.raw_os_error().unwrap_or(invalid))?;
-    // Our own unreaped child: its pid cannot have been reused yet.
-    let pidfd = Pid::from_raw(child.id().cast_signed())
-        .ok_or(Errno::SRCH)
-        .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()));
-    match pidfd {
-        Ok(pidfd) => Ok(Running {
-            child,
-            pidfd,
-            status: std::fs::File::from(status),
-        }),
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(e.raw_os_error())
-        }
-    }
-}
-
-/// Sends a reply whole, a started script's pidfd with its first bytes.
-fn send_reply(
-    socket: BorrowedFd<'_>,
-    started: Result<u32, i32>,
-    pidfd: Option<BorrowedFd<'_>>,
-) -> io::Result<()> {
-    let bytes = Reply::encode(started);
-    let pidfd: Vec<BorrowedFd<'_>> = pidfd.into_iter().collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !pidfd.is_empty() {
-        control.push(SendAncillaryMessage::ScmRights(&pidfd));
-    }
-    let mut sent = 0;
-    while sent < bytes.len() {
-        match rustix::net::sendmsg(
-            socket,
-            &[IoSlice::new(&bytes[sent..])],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        ) {
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-            Ok(n) => {
-                sent += n;
-                // The pidfd went with the first bytes.
-                control.clear();
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,6 +632,7 @@ mod tests {
             args: vec![OsStr::new("-c"), OsStr::new(script)],
             env,
             dir: Some(Path::new("/tmp")),
+            user: None,
         }
     }
 
@@ -730,6 +662,7 @@ mod tests {
                 (OsStr::new("EMPTY"), OsStr::new("")),
             ],
             dir: Some(Path::new("/srv/cgi-bin")),
+            user: Some((65534, 65533)),
         };
         let bytes = request.encode();
         assert_eq!(SpawnRequest::decode(&bytes), Some(request));
@@ -771,6 +704,7 @@ mod tests {
             args: Vec::new(),
             env: Vec::new(),
             dir: None,
+            user: None,
         };
         let err = spawner
             .spawn(&request, [devnull(), out_write, err_write])
@@ -824,6 +758,61 @@ mod tests {
         drop(child);
         let status = script.wait().unwrap();
         assert_eq!(status.signal(), Some(9), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn what_a_script_leaves_behind_is_killed_when_its_request_ends() {
+        let (spawner, _thread) = spawner_on_a_thread();
+        let (out_read, out_write) = pipe();
+        let (_err_read, err_write) = pipe();
+        // A background child and a daemon in a session of its own, then exit.
+        let script = "sleep 30 >/dev/null 2>&1 & echo $!; \
+                      setsid sleep 30 >/dev/null 2>&1 & echo $!";
+        let mut child = spawner
+            .spawn(&sh(script, Vec::new()), [devnull(), out_write, err_write])
+            .await
+            .unwrap();
+        let pids: Vec<u32> = read_all(out_read)
+            .await
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 2);
+        assert!(child.wait().await.unwrap().success());
+        // The script has exited; what it started lives until its request is over.
+        assert!(pids.iter().all(|&pid| alive(pid)), "{pids:?}");
+        drop(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|&pid| alive(pid)) {
+            assert!(Instant::now() < deadline, "{pids:?} outlived the request");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_helper_that_never_answers_is_abandoned_in_bounded_time() {
+        // A helper that takes requests and never answers (stopped, or stuck).
+        let (ours, theirs) = socket_pair().unwrap();
+        let spawner = Spawner::with_helpers(vec![Helper::new(ours).unwrap()]);
+        let (out_read, out_write) = pipe();
+        let (_err_read, err_write) = pipe();
+        let started = Instant::now();
+        let result = spawner
+            .spawn(&sh("exit 0", Vec::new()), [devnull(), out_write, err_write])
+            .await;
+        let elapsed = started.elapsed();
+        // It may have started the script, so it is not started again: an error.
+        let err = result.unwrap_err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            elapsed < SPAWN_TIMEOUT + Duration::from_secs(3),
+            "{elapsed:?}"
+        );
+        assert!(!spawner.is_working());
+        // The descriptors sent with the request were let go: the script's stdout has no
+        // writer left but the copy the helper holds in its socket buffer.
+        drop(theirs);
+        assert_eq!(read_all(out_read).await, "");
     }
 
     #[tokio::test]

@@ -295,25 +295,25 @@ fn run(cli: &Cli) -> Result<(), String> {
             host.to_string()
         };
         let port = local.port();
-        // Run as root, scripts change user; helpers already running as their user start
-        // them without forking the whole server. Started before the banner, so they exist
-        // once it is out.
+        // Scripts are started by helper processes (no fork of the whole server per
+        // script), each under a keeper that kills whatever the script leaves behind.
+        // Started before the banner, so they exist once it is out.
         let run_as = cli
             .cgi
             .then(|| run_as.unwrap_or_else(RunAs::nobody_if_root));
-        let spawner = if let Some(run_as) = run_as {
+        let spawner = if cli.cgi {
             let helpers = std::thread::available_parallelism().map_or(2, usize::from);
-            Spawner::start(run_as, helpers.min(8), || {
+            Spawner::start(helpers.min(8), || {
                 let mut helper = std::process::Command::new("/proc/self/exe");
                 helper.arg0("httpserve").arg(SPAWNER_ARG);
                 helper
             })
-            .unwrap_or_else(|e| {
+            .map_err(|e| {
                 tracing::warn!(
                     "cannot start the CGI spawner ({e}); scripts are started by the server"
                 );
-                None
             })
+            .ok()
         } else {
             None
         };
