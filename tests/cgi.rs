@@ -522,6 +522,80 @@ fn scripts_still_run_when_the_spawner_helpers_are_killed() {
     }
 }
 
+/// Open descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn stopped_helpers_delay_scripts_a_bounded_time_and_leak_nothing() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    assert_eq!(server.get("/cgi-bin/uid.sh").status, 200);
+    let fds_before = open_fds(server.pid());
+    let helpers = spawner_helpers(&server);
+    for helper in &helpers {
+        let stopped = std::process::Command::new("kill")
+            .args(["-STOP", &helper.pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+    }
+    // Requests that reach a stopped helper are answered once the exchange times out (the
+    // script may have been started, so never started twice: 500); the others, and every
+    // one after, run.
+    let started = Instant::now();
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let port = server.port;
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                s.write_all(
+                    b"GET /cgi-bin/uid.sh HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                )
+                .unwrap();
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+                Response::parse(&out).status
+            })
+        })
+        .collect();
+    for client in clients {
+        let status = client.join().unwrap();
+        assert!(status == 200 || status == 500, "{status}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get("/cgi-bin/uid.sh").status != 200 {
+        assert!(Instant::now() < deadline, "CGI did not recover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The stopped helpers were killed and replaced, and no descriptor stayed behind.
+    for helper in &helpers {
+        assert!(
+            wait_gone(helper.pid),
+            "stopped helper {} still there",
+            helper.pid
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_fds(server.pid()) > fds_before {
+        assert!(
+            Instant::now() < deadline,
+            "{} descriptors open, {fds_before} before",
+            open_fds(server.pid())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_20_mib_output_and_a_5_mib_upload_arrive_intact() {
     let d = fixture();
