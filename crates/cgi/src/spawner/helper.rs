@@ -261,8 +261,7 @@ fn supervise(child: &std::process::Child, pidfd: &OwnedFd, status: &OwnedFd) {
                 tv_sec: 1,
                 tv_nsec: 0,
             };
-            let timeout = (!script_running).then_some(&tick);
-            match rustix::event::poll(&mut fds, timeout) {
+            match rustix::event::poll(&mut fds, Some(&tick)) {
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(_) => return kill_all_children(),
             }
@@ -282,9 +281,19 @@ fn supervise(child: &std::process::Child, pidfd: &OwnedFd, status: &OwnedFd) {
         if server_done {
             return kill_all_children();
         }
-        if !script_running && !reap_exited_children() {
+        if script_running {
+            reap_exited_orphans(pid);
+        } else if !reap_exited_children() {
             return;
         }
+    }
+}
+
+/// Reaps the children that have exited, but the script: its status is read through its
+/// pidfd, and a script that spawns short-lived children must not pile up zombies.
+fn reap_exited_orphans(script: Option<Pid>) {
+    for orphan in children().into_iter().filter(|&c| Some(c) != script) {
+        let _ = rustix::process::waitpid(Some(orphan), WaitOptions::NOHANG);
     }
 }
 
