@@ -79,6 +79,21 @@ fn fixture() -> tempfile::TempDir {
         "#!/bin/sh\nprintf 'Status: 100 Continue\\nContent-Type: text/plain\\n\\nx'\n",
         0o755,
     );
+    write_script(
+        &p.join("cgi-bin/path-to-stderr.sh"),
+        "#!/bin/sh\nprintf '%s\\n' \"$PATH_INFO\" >&2\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n",
+        0o755,
+    );
+    write_script(
+        &p.join("cgi-bin/noisy.sh"),
+        concat!(
+            "#!/bin/sh\n",
+            "if [ \"$PATH_INFO\" = /lines ]; then yes 'noise line' | head -n 20000 >&2\n",
+            "else head -c 1000000 /dev/zero | tr '\\0' x >&2; fi\n",
+            "printf 'Content-Type: text/plain\\n\\nok\\n'\n",
+        ),
+        0o755,
+    );
     std::fs::write(p.join("static/page.txt"), "static page\n").unwrap();
     d
 }
@@ -920,4 +935,45 @@ fn symlink_policies_apply_to_scripts() {
         );
     }
     assert_eq!(never.get("/cgi-bin/hello.sh").status, 200);
+}
+
+#[test]
+fn script_stderr_cannot_forge_log_lines() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let forged = "%0d127.0.0.1%20-%20-%20[02/Dec/2026%2000:00:00]%20%22GET%20/forged%20HTTP/1.1%22%20200%20-%0d%0aalso%1b[31mred";
+    let res = server.get(&format!("/cgi-bin/path-to-stderr.sh/x{forged}"));
+    assert_eq!(res.text(), "ok\n");
+    assert!(
+        server.wait_for_stderr("stderr: /x\\x0d127.0.0.1 - - [02/Dec/2026 00:00:00] \"GET /forged"),
+        "{}",
+        server.stderr()
+    );
+    assert!(server.wait_for_stderr("stderr: also\\x1b[31mred"));
+    let log = server.stderr();
+    assert!(!log.contains('\r'), "a raw CR reached the log: {log:?}");
+    assert!(!log.contains('\x1b'), "a raw ESC reached the log: {log:?}");
+}
+
+#[test]
+fn script_stderr_is_capped_per_request() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    // 20,000 lines: the first 1,000 are logged, the rest counted.
+    assert_eq!(server.get("/cgi-bin/noisy.sh/lines").text(), "ok\n");
+    assert!(
+        server.wait_for_stderr("stderr: 209000 more bytes (19000 lines) not logged"),
+        "{}",
+        server.stderr()
+    );
+    assert_eq!(server.stderr().matches("stderr: noise line").count(), 1000);
+    // 1 MB without a newline: 64 KiB logged (in 4 KiB pieces), the rest counted.
+    assert_eq!(server.get("/cgi-bin/noisy.sh/bytes").text(), "ok\n");
+    assert!(
+        server.wait_for_stderr("stderr: 934464 more bytes (1 lines) not logged"),
+        "{}",
+        server.stderr()
+    );
+    let piece = format!("stderr: {}", "x".repeat(4096));
+    assert_eq!(server.stderr().matches(&piece).count(), 16);
 }

@@ -51,7 +51,8 @@
 //!   backpressure, never collected.
 //! * A deadline and an idle-output timeout (`504` before headers); the script's whole
 //!   process group is killed when the client goes away, on a timeout, and when the server
-//!   shuts down; stderr goes to `tracing` (target `httpserve::cgi`), never to the client.
+//!   shuts down; stderr goes to `tracing` (target `httpserve::cgi`, escaped, capped per
+//!   request), never to the client.
 //! * When the server runs as root, scripts run as `nobody` (or a configured user); a
 //!   [`Spawner`] starts them from helpers already running as that user, so the server is
 //!   not forked for every script.

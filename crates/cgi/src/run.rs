@@ -353,20 +353,54 @@ where
     }
 }
 
-/// Logs the script's stderr line by line (each line at most 4 KiB) under `httpserve::cgi`.
+/// The most bytes of a script's stderr logged per request.
+const STDERR_MAX_BYTES: u64 = 64 * 1024;
+/// The most lines of a script's stderr logged per request.
+const STDERR_MAX_LINES: u32 = 1000;
+/// The longest line logged; a longer one is logged in pieces.
+const STDERR_MAX_LINE: u64 = 4096;
+
+/// Logs the script's stderr line by line under `httpserve::cgi`, control characters
+/// escaped as in the access log (so a script echoing a `%0d` cannot forge a line), up to
+/// [`STDERR_MAX_BYTES`] and [`STDERR_MAX_LINES`]. The rest is read (the script never
+/// blocks on a full pipe) and only counted, in one line at the end.
 async fn log_stderr(stderr: ChildStderr, name: Arc<str>) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
-    loop {
+    let mut logged_bytes: u64 = 0;
+    let mut logged_lines: u32 = 0;
+    while logged_lines < STDERR_MAX_LINES && logged_bytes < STDERR_MAX_BYTES {
         line.clear();
-        let mut limited = (&mut reader).take(4096);
+        let room = STDERR_MAX_LINE.min(STDERR_MAX_BYTES - logged_bytes);
+        let mut limited = (&mut reader).take(room);
         match limited.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
-            Ok(_) => {
+            Ok(n) => {
+                logged_bytes += n as u64;
+                logged_lines += 1;
                 let text = String::from_utf8_lossy(&line);
-                tracing::warn!(target: "httpserve::cgi", script = %name, "stderr: {}", text.trim_end());
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                let text =
+                    httpserve_core::escape_control_chars(text.strip_suffix('\r').unwrap_or(text));
+                tracing::warn!(target: "httpserve::cgi", script = %name, "stderr: {text}");
             }
         }
+    }
+    let (mut dropped_bytes, mut dropped_lines, mut open_line) = (0u64, 0u64, false);
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let n = chunk.len();
+        dropped_bytes += n as u64;
+        dropped_lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        open_line = chunk.last() != Some(&b'\n');
+        reader.consume(n);
+    }
+    if dropped_bytes > 0 {
+        let lines = dropped_lines + u64::from(open_line);
+        tracing::warn!(target: "httpserve::cgi", script = %name, "stderr: {dropped_bytes} more bytes ({lines} lines) not logged; the cap is {STDERR_MAX_BYTES} bytes or {STDERR_MAX_LINES} lines per request");
     }
 }
 
