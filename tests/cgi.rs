@@ -937,6 +937,112 @@ fn symlink_policies_apply_to_scripts() {
     assert_eq!(never.get("/cgi-bin/hello.sh").status, 200);
 }
 
+/// The server's peak resident memory so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn chunked_uploads_are_spooled_not_held_in_memory() {
+    // Three 8 MiB chunked uploads at once, in small chunks (the first 64 KiB one byte per
+    // chunk, the rest 256 bytes per chunk: a chunk costs hyper ~6 µs, so 8 Mi one-byte
+    // chunks would take a minute). Buffered in memory, each cost 10+ MiB of RSS.
+    const TOTAL: usize = 8 * 1024 * 1024;
+    const ONE_BYTE_PART: usize = 64 * 1024;
+    const CLIENTS: usize = 3;
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
+    let before = peak_rss_kib(server.pid());
+    let data: Vec<u8> = (0..TOTAL as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut wire = Vec::with_capacity(TOTAL * 2);
+    for &b in &data[..ONE_BYTE_PART] {
+        wire.extend_from_slice(b"1\r\n");
+        wire.push(b);
+        wire.extend_from_slice(b"\r\n");
+    }
+    for chunk in data[ONE_BYTE_PART..].chunks(256) {
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    let wire = std::sync::Arc::new(wire);
+    let all_sent = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let port = server.port;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (wire, all_sent) = (wire.clone(), all_sent.clone());
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.write_all(b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .unwrap();
+                s.write_all(&wire).unwrap();
+                // Every body is in the server at once before any ends.
+                all_sent.wait();
+                s.write_all(b"0\r\n\r\n").unwrap();
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+                Response::parse(&out)
+            })
+        })
+        .collect();
+    let want = format!("len={TOTAL}\nfnv={:016x}\n", common::fnv1a(&data));
+    for client in clients {
+        let res = client.join().unwrap();
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.text(), want);
+    }
+    let grown = peak_rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("peak RSS grew by {grown} KiB for {CLIENTS} chunked 8 MiB uploads");
+    // Less than one body's worth for all three together.
+    assert!(grown < 8 * 1024, "peak RSS grew by {grown} KiB");
+}
+
+/// Opens a chunked `POST` to the echo script and sends one byte of its body.
+fn start_chunked_upload(server: &Server) -> std::net::TcpStream {
+    let mut s = server.connect();
+    s.write_all(b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
+        .unwrap();
+    s
+}
+
+#[test]
+fn a_chunked_body_being_received_holds_no_script_slot() {
+    let d = fixture();
+    let server = cgi_server(
+        d.path(),
+        &["--cgi-max-scripts", "2", "--cgi-queue-timeout", "2"],
+    );
+    let mut uploads: Vec<_> = (0..4).map(|_| start_chunked_upload(&server)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Four bodies in flight, two slots: a script still starts at once.
+    let started = Instant::now();
+    let res = server.get("/cgi-bin/hello.sh");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    // Each upload takes a slot once its body is whole, and is answered.
+    for s in &mut uploads {
+        s.write_all(b"0\r\n\r\n").unwrap();
+    }
+    let want = format!("len=1\nfnv={:016x}\n", common::fnv1a(b"x"));
+    for mut s in uploads {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let res = Response::parse(&out);
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.text(), want);
+    }
+}
+
 #[test]
 fn script_stderr_cannot_forge_log_lines() {
     let d = fixture();

@@ -46,9 +46,9 @@
 //!   absolute → `302`), `Content-Type` (neither → `502`); the header block is bounded in
 //!   bytes and fields (`502` past it); `nph-` scripts give their own status line.
 //!   Their `Content-Length` is kept, so keep-alive survives.
-//! * The request body streams to stdin (a chunked body is buffered up to a limit so
-//!   `CONTENT_LENGTH` can be set, else `413`); stdout streams to the client with
-//!   backpressure, never collected.
+//! * The request body streams to stdin (a chunked body is spooled to an anonymous file up
+//!   to a limit so `CONTENT_LENGTH` can be set, else `413`); stdout streams to the client
+//!   with backpressure, never collected.
 //! * A deadline and an idle-output timeout (`504` before headers); the script's whole
 //!   process group is killed when the client goes away, on a timeout, and when the server
 //!   shuts down; stderr goes to `tracing` (target `httpserve::cgi`, escaped, capped per
@@ -182,8 +182,9 @@ impl CgiConfig {
         self
     }
 
-    /// The longest the client's request body may stall (default 30 s): a buffered (chunked)
-    /// body gets `408`; a streamed one is cut off and the script sees end of input.
+    /// The longest the client's request body may stall (default 30 s): a spooled (chunked)
+    /// body gets `408`; a streamed one kills the script, and the client gets `408` if no
+    /// headers came yet.
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
         self
@@ -203,8 +204,8 @@ impl CgiConfig {
 
     /// The most scripts running at once (default 64). Past it, a request waits for a slot
     /// (see [`script_queue_timeout`](Self::script_queue_timeout)) rather than starting a
-    /// process, so a flood cannot exhaust processes, descriptors or memory (buffered bodies
-    /// count against the same slots).
+    /// process, so a flood cannot exhaust processes, descriptors or memory. A slot is taken
+    /// only once the script can start: a chunked body being spooled holds none.
     pub fn max_scripts(mut self, max: usize) -> Self {
         self.scripts = Arc::new(tokio::sync::Semaphore::new(
             max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
@@ -221,7 +222,9 @@ impl CgiConfig {
         self
     }
 
-    /// The largest chunked request body buffered to learn its length (default 8 MiB).
+    /// The largest chunked request body spooled to learn its length (default 8 MiB). It
+    /// goes to an anonymous file in the temporary directory, which becomes the script's
+    /// stdin, so it costs no memory.
     pub fn max_buffered_body(mut self, bytes: usize) -> Self {
         self.max_buffered_body = bytes;
         self
@@ -400,24 +403,6 @@ where
             (interpreter, vec![path.clone().into_os_string()], path)
         }
     };
-    let slot = match config.scripts.clone().try_acquire_owned() {
-        Ok(slot) => Some(slot),
-        Err(_) => {
-            let wait = config.scripts.clone().acquire_owned();
-            tokio::time::timeout(config.script_queue_timeout, wait)
-                .await
-                .ok()
-                .and_then(Result::ok)
-        }
-    };
-    let Some(slot) = slot else {
-        tracing::warn!(target: "httpserve::cgi", script = %shown, "too many CGI scripts running");
-        return page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many CGI scripts running",
-            &method,
-        );
-    };
     let path_translated = (!target.path_info.is_empty())
         .then(|| resolve::translated(config.root.path(), &target.path_info));
     let prepared = Prepared {
@@ -429,7 +414,6 @@ where
         path_translated,
         nph: target.script.starts_with(b"nph-"),
         display_name: shown.into(),
-        slot,
     };
     run_script(config, req, prepared).await
 }

@@ -1,23 +1,23 @@
-//! Running one script: spawn it, stream the request body to its stdin, read its header
-//! block, then stream its stdout to the client.
+//! Running one script: spool a chunked request body, take a slot, spawn the script, stream
+//! the request body to its stdin, read its header block, then stream its stdout to the
+//! client.
 
 use crate::CgiConfig;
 use crate::body::{CgiBody, ScriptGuard, ScriptProcess, after};
 use crate::env::{EnvInput, build_env};
 use crate::head::{find_head_end, parse_head};
 use crate::spawner::SpawnRequest;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use httpserve_core::{LocalAddr, ReasonPhrase, error_response};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
-use tokio::time::Instant;
 
 /// What running a script produced.
 #[derive(Debug)]
@@ -39,8 +39,6 @@ pub(crate) struct Prepared {
     pub(crate) path_translated: Option<PathBuf>,
     pub(crate) nph: bool,
     pub(crate) display_name: Arc<str>,
-    /// A running-script slot, held until the script has exited.
-    pub(crate) slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub(crate) fn page(status: StatusCode, message: &str, method: &Method) -> Handled {
@@ -51,7 +49,8 @@ pub(crate) fn page(status: StatusCode, message: &str, method: &Method) -> Handle
 enum Input<B> {
     None,
     Stream(B),
-    Buffered(Bytes),
+    /// A chunked body, whole, in an anonymous file: the script's stdin itself.
+    Spooled(std::fs::File),
 }
 
 pub(crate) async fn run_script<B>(
@@ -64,15 +63,12 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let started = Instant::now();
-    let deadline = started
-        .checked_add(config.timeout)
-        .unwrap_or_else(|| after(config.timeout));
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
 
-    // The body: streamed when its length is declared; a chunked one is buffered up to a
-    // limit so CONTENT_LENGTH can be set (RFC 3875 §4.1.2).
+    // The body: streamed when its length is declared; a chunked one is spooled to a file
+    // up to a limit so CONTENT_LENGTH can be set (RFC 3875 §4.1.2). Spooling holds no
+    // script slot, and the file costs no memory.
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -82,37 +78,29 @@ where
         Some(0) => (Input::None, Some(0)),
         Some(n) => (Input::Stream(body), Some(n)),
         None if body.is_end_stream() => (Input::None, None),
-        None => {
-            let limited = Limited::new(body, config.max_buffered_body);
-            match tokio::time::timeout(config.body_timeout, limited.collect()).await {
-                Ok(Ok(collected)) => {
-                    let bytes = collected.to_bytes();
-                    let len = bytes.len() as u64;
-                    (Input::Buffered(bytes), Some(len))
-                }
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                    return page(
+        None => match spool_body(body, &config).await {
+            Ok((file, len)) => (Input::Spooled(file), Some(len)),
+            Err(e) => {
+                let (status, message) = match e {
+                    SpoolError::TooLarge => (
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "Request body too large for a CGI script",
-                        &method,
-                    );
-                }
-                Ok(Err(_)) => {
-                    return page(
-                        StatusCode::BAD_REQUEST,
-                        "Request body could not be read",
-                        &method,
-                    );
-                }
-                Err(_) => {
-                    return page(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "Request body timed out",
-                        &method,
-                    );
-                }
+                    ),
+                    SpoolError::Broken => {
+                        (StatusCode::BAD_REQUEST, "Request body could not be read")
+                    }
+                    SpoolError::TimedOut => (StatusCode::REQUEST_TIMEOUT, "Request body timed out"),
+                    SpoolError::Storage(e) => {
+                        tracing::error!(target: "httpserve::cgi", script = %script.display_name, "cannot spool the request body: {e}");
+                        (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Request body could not be stored",
+                        )
+                    }
+                };
+                return page(status, message, &method);
             }
-        }
+        },
     };
 
     let query = parts.uri.query().unwrap_or("");
@@ -134,7 +122,21 @@ where
         pass_env: &config.pass_env,
     });
 
-    let started = match start_script(&config, &script, &env, !matches!(input, Input::None)).await {
+    let Some(slot) = acquire_slot(&config).await else {
+        tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "too many CGI scripts running");
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many CGI scripts running",
+            &method,
+        );
+    };
+    let (stdin, body) = match input {
+        Input::None => (ScriptStdin::Null, None),
+        Input::Stream(body) => (ScriptStdin::Pipe, Some(body)),
+        Input::Spooled(file) => (ScriptStdin::File(file), None),
+    };
+    let deadline = after(config.timeout);
+    let started = match start_script(&config, &script, &env, stdin).await {
         Ok(started) => started,
         Err(e) => {
             // ENOEXEC, EACCES, …: say so in the log, never show the script to the client.
@@ -158,8 +160,8 @@ where
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(nix::unistd::Pid::from_raw);
-    let stdin_task = match (input, stdin) {
-        (Input::Stream(body), Some(stdin)) => Some(tokio::spawn(pump_body(
+    let stdin_task = match (body, stdin) {
+        (Some(body), Some(stdin)) => Some(tokio::spawn(pump_body(
             body,
             stdin,
             BodyPump {
@@ -169,15 +171,12 @@ where
                 failure: body_failure.clone(),
             },
         ))),
-        (Input::Buffered(bytes), Some(mut stdin)) => Some(tokio::spawn(async move {
-            let _ = stdin.write_all(&bytes).await;
-        })),
         _ => None,
     };
     tokio::spawn(log_stderr(stderr, script.display_name.clone()));
     let guard = ScriptGuard::new(child, stdin_task, script.display_name.clone(), deadline)
         .with_body_failure(body_failure.clone())
-        .with_slot(script.slot);
+        .with_slot(slot);
     let failed_body = |method: &Method| {
         body_failure.get().map(|&status| {
             let message = if status == StatusCode::REQUEST_TIMEOUT {
@@ -299,6 +298,98 @@ where
     Handled::Response(res)
 }
 
+/// Takes a running-script slot, waiting up to the queue timeout for one.
+async fn acquire_slot(config: &CgiConfig) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(slot) = config.scripts.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    let wait = config.scripts.clone().acquire_owned();
+    tokio::time::timeout(config.script_queue_timeout, wait)
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+/// Why a chunked request body was not spooled.
+enum SpoolError {
+    TooLarge,
+    Broken,
+    TimedOut,
+    Storage(std::io::Error),
+}
+
+impl From<std::io::Error> for SpoolError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Storage(e)
+    }
+}
+
+/// Bytes of a chunked body gathered in memory before they go to the spool file: tiny
+/// chunks cost one write per this much, not one each.
+const SPOOL_BUFFER: usize = 64 * 1024;
+
+/// Writes a chunked request body to an anonymous temporary file, at most
+/// `max_buffered_body` bytes; each frame may take `body_timeout`, the whole body the
+/// script timeout. Returns the file opened again read-only at its start, and its length.
+async fn spool_body<B>(body: B, config: &CgiConfig) -> Result<(std::fs::File, u64), SpoolError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let until = after(config.timeout);
+    let file = spool_file()?;
+    let mut file = tokio::fs::File::from_std(file);
+    // The file keeps no more than one buffer of ours in flight.
+    file.set_max_buf_size(SPOOL_BUFFER);
+    let mut spool = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
+    let mut body = std::pin::pin!(body);
+    let mut len: u64 = 0;
+    loop {
+        let wait_until = until.min(after(config.body_timeout));
+        let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {
+            Err(_) => return Err(SpoolError::TimedOut),
+            Ok(Some(Err(_))) => return Err(SpoolError::Broken),
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(mut data) = frame.into_data() {
+            len += data.remaining() as u64;
+            if len > config.max_buffered_body as u64 {
+                return Err(SpoolError::TooLarge);
+            }
+            while data.has_remaining() {
+                let n = spool.write(data.chunk()).await?;
+                data.advance(n);
+            }
+        }
+    }
+    spool.flush().await?;
+    let mut file = spool.into_inner();
+    file.rewind().await?;
+    let file = file.into_std().await;
+    Ok((read_only(file), len))
+}
+
+/// An anonymous file in the temporary directory. `O_TMPFILE | O_EXCL` (else tempfile's
+/// created-and-unlinked file), so it can never be given a name: a script holding it cannot
+/// link a file owned by the server's user into a directory.
+fn spool_file() -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let dir = std::env::temp_dir();
+    let flags = OFlags::TMPFILE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
+    match rustix::fs::open(&dir, flags, Mode::RUSR | Mode::WUSR) {
+        Ok(fd) => Ok(fd.into()),
+        Err(_) => tempfile::tempfile_in(&dir),
+    }
+}
+
+/// `file` opened again read-only (at offset 0) through `/proc`, so the script cannot write
+/// to it; `file` itself (already rewound) when that fails.
+fn read_only(file: std::fs::File) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or(file)
+}
+
 /// Shared between the body pump and the response: why the client's body failed, if it did.
 pub(crate) type BodyFailure = Arc<std::sync::OnceLock<StatusCode>>;
 
@@ -413,13 +504,23 @@ struct Started {
     stderr: ChildStderr,
 }
 
+/// What a script reads on stdin.
+enum ScriptStdin {
+    /// `/dev/null`: no request body.
+    Null,
+    /// A pipe the body pump writes into.
+    Pipe,
+    /// A file holding the whole body, at its start.
+    File(std::fs::File),
+}
+
 /// Starts `script` with `env`: through the configured [`Spawner`](crate::Spawner) while it
 /// works, else (and for what it cannot take) directly.
 async fn start_script(
     config: &CgiConfig,
     script: &Prepared,
     env: &[(OsString, OsString)],
-    piped_stdin: bool,
+    stdin: ScriptStdin,
 ) -> std::io::Result<Started> {
     if let Some(spawner) = config.spawner.as_ref().filter(|s| s.is_working()) {
         let request = SpawnRequest {
@@ -431,12 +532,15 @@ async fn start_script(
                 .collect(),
             dir: script.script_file.parent(),
         };
-        let (stdin_child, stdin) = if piped_stdin {
-            let (read, write) = pipe()?;
-            let ours = std::process::ChildStdin::from(write);
-            (read, Some(ChildStdin::from_std(ours)?))
-        } else {
-            (std::fs::File::open("/dev/null")?.into(), None)
+        let (stdin_child, stdin) = match &stdin {
+            ScriptStdin::Pipe => {
+                let (read, write) = pipe()?;
+                let ours = std::process::ChildStdin::from(write);
+                (read, Some(ChildStdin::from_std(ours)?))
+            }
+            ScriptStdin::Null => (std::fs::File::open("/dev/null")?.into(), None),
+            // A duplicate: the file is still needed if the helper cannot take the script.
+            ScriptStdin::File(file) => (file.try_clone()?.into(), None),
         };
         let (stdout_read, stdout_child) = pipe()?;
         let (stderr_read, stderr_child) = pipe()?;
@@ -463,10 +567,10 @@ async fn start_script(
     cmd.args(&script.args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(if piped_stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+        .stdin(match stdin {
+            ScriptStdin::Null => Stdio::null(),
+            ScriptStdin::Pipe => Stdio::piped(),
+            ScriptStdin::File(file) => Stdio::from(file),
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -495,4 +599,36 @@ async fn start_script(
 /// A close-on-exec pipe: (read end, write end).
 fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// Gives `file` a name in `dir` through `/proc`, as any holder of its descriptor could.
+    fn link_into(file: &std::fs::File, dir: &std::path::Path) -> rustix::io::Result<()> {
+        let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            fd.as_str(),
+            rustix::fs::CWD,
+            dir.join("named"),
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        )
+    }
+
+    #[test]
+    fn a_spool_file_can_never_be_given_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool_file().unwrap();
+        assert!(link_into(&spool, dir.path()).is_err());
+        assert!(link_into(&read_only(spool), dir.path()).is_err());
+        // Without O_EXCL, an O_TMPFILE in the same place could be (where there are any).
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        if let Ok(fd) = rustix::fs::open(std::env::temp_dir(), flags, Mode::RUSR) {
+            assert_eq!(link_into(&fd.into(), dir.path()), Ok(()));
+        }
+    }
 }
