@@ -80,6 +80,11 @@ fn fixture() -> tempfile::TempDir {
         0o755,
     );
     write_script(
+        &p.join("cgi-bin/linger.sh"),
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\nX-Pid: %s\\n\\ndone\\n' \"$$\"\nexec >&-\nexec sleep 30\n",
+        0o755,
+    );
+    write_script(
         &p.join("cgi-bin/path-to-stderr.sh"),
         "#!/bin/sh\nprintf '%s\\n' \"$PATH_INFO\" >&2\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n",
         0o755,
@@ -1041,6 +1046,41 @@ fn a_chunked_body_being_received_holds_no_script_slot() {
         assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(res.text(), want);
     }
+}
+
+#[test]
+fn a_script_lingering_after_its_output_is_killed_and_frees_its_slot() {
+    let d = fixture();
+    let server = cgi_server(
+        d.path(),
+        &[
+            "--cgi-max-scripts",
+            "1",
+            "--cgi-queue-timeout",
+            "8",
+            "--cgi-timeout",
+            "60",
+        ],
+    );
+    // It closes stdout, so its response is complete, then sleeps 30 s.
+    let res = server.get("/cgi-bin/linger.sh");
+    assert_eq!((res.status, res.text().as_str()), (200, "done\n"));
+    let pid: u32 = res.header("x-pid").unwrap().parse().unwrap();
+    // The only slot frees once the exit grace (3 s) ends, not at the 60 s deadline.
+    let started = Instant::now();
+    let res = server.get("/cgi-bin/hello.sh");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(wait_gone(pid), "the lingering script {pid} survived");
+    assert!(
+        server.wait_for_stderr("after its output ended; killed"),
+        "{}",
+        server.stderr()
+    );
 }
 
 #[test]

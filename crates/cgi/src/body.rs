@@ -61,6 +61,7 @@ pub(crate) struct ScriptGuard {
     stdin_task: Option<JoinHandle<()>>,
     name: Arc<str>,
     deadline: Instant,
+    exit_grace: Option<Duration>,
 }
 
 impl ScriptGuard {
@@ -83,7 +84,15 @@ impl ScriptGuard {
             stdin_task,
             name,
             deadline,
+            exit_grace: None,
         }
+    }
+
+    /// Once its output is complete, the script gets `grace` to exit, then is killed: a
+    /// script that closes stdout and lingers must not hold its slot until the deadline.
+    pub(crate) fn with_exit_grace(mut self, grace: Duration) -> Self {
+        self.exit_grace = Some(grace);
+        self
     }
 
     /// Shares the request-body failure flag, so a body cut short ends the response with an
@@ -106,7 +115,7 @@ impl ScriptGuard {
     }
 
     /// The output is complete: reap the script in the background and log a non-zero exit;
-    /// if it is still running at its deadline, kill its group then.
+    /// if it is still running after its exit grace (or at its deadline), kill its group then.
     pub(crate) fn finish(mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -114,11 +123,15 @@ impl ScriptGuard {
         let killer = GroupKiller(self.group.take());
         let slot = self.slot.take();
         let name = self.name.clone();
-        let deadline = self.deadline;
+        // The exit grace counts when it ends before the deadline.
+        let grace = self
+            .exit_grace
+            .filter(|&grace| after(grace) < self.deadline);
+        let until = grace.map_or(self.deadline, after);
         tokio::spawn(async move {
             let _slot = slot;
             let mut killer = killer;
-            match tokio::time::timeout_at(deadline, child.wait()).await {
+            match tokio::time::timeout_at(until, child.wait()).await {
                 Ok(Ok(status)) => {
                     killer.disarm();
                     if let Some(code) = status.code().filter(|&c| c != 0) {
@@ -130,9 +143,14 @@ impl ScriptGuard {
                 Ok(Err(e)) => {
                     tracing::warn!(target: "httpserve::cgi", script = %name, "waiting for CGI script: {e}");
                 }
-                Err(_) => {
-                    tracing::warn!(target: "httpserve::cgi", script = %name, "CGI script still running at its deadline; killed");
-                }
+                Err(_) => match grace {
+                    Some(grace) => {
+                        tracing::warn!(target: "httpserve::cgi", script = %name, "CGI script still running {grace:?} after its output ended; killed");
+                    }
+                    None => {
+                        tracing::warn!(target: "httpserve::cgi", script = %name, "CGI script still running at its deadline; killed");
+                    }
+                },
             }
         });
     }

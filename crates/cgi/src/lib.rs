@@ -49,9 +49,9 @@
 //! * The request body streams to stdin (a chunked body is spooled to an anonymous file up
 //!   to a limit so `CONTENT_LENGTH` can be set, else `413`); stdout streams to the client
 //!   with backpressure, never collected.
-//! * A deadline and an idle-output timeout (`504` before headers); the script's whole
-//!   process group is killed when the client goes away, on a timeout, and when the server
-//!   shuts down; stderr goes to `tracing` (target `httpserve::cgi`, escaped, capped per
+//! * A deadline and an idle-output timeout (`504` before headers); a short grace to exit
+//!   once the output has ended; the script's whole process group is killed when the client
+//!   goes away, on a timeout, and when the server shuts down; stderr goes to `tracing` (target `httpserve::cgi`, escaped, capped per
 //!   request), never to the client.
 //! * When the server runs as root, scripts run as `nobody` (or a configured user); a
 //!   [`Spawner`] starts them from helpers already running as that user, so the server is
@@ -97,6 +97,7 @@ pub struct CgiConfig {
     interpreter: Option<PathBuf>,
     timeout: Duration,
     idle_timeout: Duration,
+    exit_grace: Duration,
     body_timeout: Duration,
     max_header_bytes: usize,
     max_header_fields: usize,
@@ -125,6 +126,7 @@ impl CgiConfig {
             interpreter: Some(PathBuf::from("python3")),
             timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(60),
+            exit_grace: DEFAULT_EXIT_GRACE,
             body_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_header_fields: 100,
@@ -179,6 +181,13 @@ impl CgiConfig {
     /// The longest a script may stay silent, before or between output chunks (default 60 s).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a script may go on running once its output has ended (default 3 s, as
+    /// Apache's kill-after timeout) before it is killed and its slot freed.
+    pub fn exit_grace(mut self, grace: Duration) -> Self {
+        self.exit_grace = grace;
         self
     }
 
@@ -333,6 +342,10 @@ impl RunAs {
 
 /// Scripts allowed to run at once unless [`CgiConfig::max_scripts`] says otherwise.
 const DEFAULT_MAX_SCRIPTS: usize = 64;
+
+/// How long a script may run on after its output ended unless
+/// [`CgiConfig::exit_grace`] says otherwise.
+const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// Counts local redirects followed by one request.
 #[derive(Debug, Clone, Copy)]

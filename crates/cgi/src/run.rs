@@ -176,7 +176,8 @@ where
     tokio::spawn(log_stderr(stderr, script.display_name.clone()));
     let guard = ScriptGuard::new(child, stdin_task, script.display_name.clone(), deadline)
         .with_body_failure(body_failure.clone())
-        .with_slot(slot);
+        .with_slot(slot)
+        .with_exit_grace(config.exit_grace);
     let failed_body = |method: &Method| {
         body_failure.get().map(|&status| {
             let message = if status == StatusCode::REQUEST_TIMEOUT {
