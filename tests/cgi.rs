@@ -1084,6 +1084,40 @@ fn a_script_lingering_after_its_output_is_killed_and_frees_its_slot() {
 }
 
 #[test]
+fn a_steady_upload_is_not_idle() {
+    // A script that reads its whole body before it answers is silent while it reads;
+    // bytes still flow in, so the idle timeout must not fire.
+    let d = fixture();
+    let server = cgi_server(d.path(), &["--cgi-idle-timeout", "1"]);
+    let upload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut s = server.connect();
+    let head = format!(
+        "POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        upload.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // 100 KB/s for 3 s: three idle timeouts long.
+    for piece in upload.chunks(10_000) {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let res = Response::parse(&out);
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.text(),
+        format!(
+            "len={}\nfnv={:016x}\n",
+            upload.len(),
+            common::fnv1a(&upload)
+        )
+    );
+    // Idle in both directions is still idle.
+    assert_eq!(server.get("/cgi-bin/h/silent").status, 504);
+}
+
+#[test]
 fn script_stderr_cannot_forge_log_lines() {
     let d = fixture();
     let server = cgi_server(d.path(), &[]);

@@ -1,5 +1,6 @@
 //! The response body of a script, and the guard that kills its process group.
 
+use crate::progress::Progress;
 use crate::spawner::HelperChild;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -203,8 +204,10 @@ enum Inner {
 struct Streaming {
     stdout: ChildStdout,
     leftover: Option<Bytes>,
+    /// Fires at the idle instant as last seen; the shared clock may have moved it since.
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
+    progress: Progress,
     deadline: Pin<Box<Sleep>>,
     guard: Option<ScriptGuard>,
 }
@@ -228,14 +231,16 @@ impl CgiBody {
         leftover: Bytes,
         guard: ScriptGuard,
         idle_timeout: Duration,
+        progress: Progress,
         deadline: Instant,
     ) -> Self {
         Self {
             inner: Inner::Stream(Box::new(Streaming {
                 stdout,
                 leftover: Some(leftover).filter(|b| !b.is_empty()),
-                idle: Box::pin(tokio::time::sleep_until(after(idle_timeout))),
+                idle: Box::pin(tokio::time::sleep_until(progress.idle_at(idle_timeout))),
                 idle_timeout,
+                progress,
                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 guard: Some(guard),
             })),
@@ -298,8 +303,8 @@ impl Streaming {
                 Poll::Ready(None)
             }
             Poll::Ready(Ok(_)) => {
-                let next = after(self.idle_timeout);
-                self.idle.as_mut().reset(next);
+                // The idle timer is moved only when it fires, not per chunk.
+                self.progress.touch();
                 Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
             }
             Poll::Ready(Err(e)) => {
@@ -307,7 +312,7 @@ impl Streaming {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Pending => {
-                let idle = self.idle.as_mut().poll(cx).is_ready();
+                let idle = self.poll_idle(cx);
                 let late = self.deadline.as_mut().poll(cx).is_ready();
                 if idle || late {
                     // Dropping the guard kills the script's process group.
@@ -322,5 +327,18 @@ impl Streaming {
                 Poll::Pending
             }
         }
+    }
+
+    /// Whether the script has been idle (no output read, no request body written) for the
+    /// idle timeout; else the timer is re-armed at the instant progress last set.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.idle.as_mut().poll(cx).is_ready() {
+            let idle_at = self.progress.idle_at(self.idle_timeout);
+            if idle_at <= Instant::now() {
+                return true;
+            }
+            self.idle.as_mut().reset(idle_at);
+        }
+        false
     }
 }

@@ -49,9 +49,10 @@
 //! * The request body streams to stdin (a chunked body is spooled to an anonymous file up
 //!   to a limit so `CONTENT_LENGTH` can be set, else `413`); stdout streams to the client
 //!   with backpressure, never collected.
-//! * A deadline and an idle-output timeout (`504` before headers); a short grace to exit
-//!   once the output has ended; the script's whole process group is killed when the client
-//!   goes away, on a timeout, and when the server shuts down; stderr goes to `tracing` (target `httpserve::cgi`, escaped, capped per
+//! * A deadline and an idle timeout (no output and no body taken in; `504` before
+//!   headers); a short grace to exit once the output has ended; the script's whole process
+//!   group is killed when the client goes away, on a timeout, and when the server shuts
+//!   down; stderr goes to `tracing` (target `httpserve::cgi`, escaped, capped per
 //!   request), never to the client.
 //! * When the server runs as root, scripts run as `nobody` (or a configured user); a
 //!   [`Spawner`] starts them from helpers already running as that user, so the server is
@@ -60,6 +61,7 @@
 mod body;
 mod env;
 mod head;
+mod progress;
 mod resolve;
 mod run;
 pub mod spawner;
@@ -178,7 +180,9 @@ impl CgiConfig {
         self
     }
 
-    /// The longest a script may stay silent, before or between output chunks (default 60 s).
+    /// The longest a script may make no progress (default 60 s): neither send output nor
+    /// take in its request body, so a steady upload to a script that answers only at the
+    /// end is not idle.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self

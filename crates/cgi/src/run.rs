@@ -6,6 +6,7 @@ use crate::CgiConfig;
 use crate::body::{CgiBody, ScriptGuard, ScriptProcess, after};
 use crate::env::{EnvInput, build_env};
 use crate::head::{find_head_end, parse_head};
+use crate::progress::Progress;
 use crate::spawner::SpawnRequest;
 use bytes::{Buf, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -18,6 +19,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::time::Instant;
 
 /// What running a script produced.
 #[derive(Debug)]
@@ -160,6 +162,8 @@ where
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(nix::unistd::Pid::from_raw);
+    // Body in, output out: either counts as the script not being idle.
+    let progress = Progress::new();
     let stdin_task = match (body, stdin) {
         (Some(body), Some(stdin)) => Some(tokio::spawn(pump_body(
             body,
@@ -169,6 +173,7 @@ where
                 expected: content_length.unwrap_or(0),
                 group,
                 failure: body_failure.clone(),
+                progress: progress.clone(),
             },
         ))),
         _ => None,
@@ -203,14 +208,20 @@ where
                 &method,
             );
         }
-        let wait_until = deadline.min(after(config.idle_timeout));
         let want = (config.max_header_bytes - buf.len()).min(8 * 1024);
         buf.reserve(want);
         let mut limited = (&mut stdout).take(want as u64);
-        let read = tokio::time::timeout_at(wait_until, limited.read_buf(&mut buf)).await;
-        if !matches!(read, Ok(Ok(n)) if n > 0)
-            && let Some(answer) = failed_body(&method)
-        {
+        // Idle only when the body pump has not moved either.
+        let read = loop {
+            let wait_until = deadline.min(progress.idle_at(config.idle_timeout));
+            match tokio::time::timeout_at(wait_until, limited.read_buf(&mut buf)).await {
+                Err(_) if Instant::now() < deadline.min(progress.idle_at(config.idle_timeout)) => {}
+                read => break read,
+            }
+        };
+        if matches!(read, Ok(Ok(n)) if n > 0) {
+            progress.touch();
+        } else if let Some(answer) = failed_body(&method) {
             return answer;
         }
         match read {
@@ -280,7 +291,14 @@ where
         guard.finish();
         CgiBody::empty()
     } else {
-        CgiBody::stream(stdout, leftover, guard, config.idle_timeout, deadline)
+        CgiBody::stream(
+            stdout,
+            leftover,
+            guard,
+            config.idle_timeout,
+            progress,
+            deadline,
+        )
     };
     let mut res = Response::new(body);
     *res.status_mut() = status;
@@ -400,6 +418,7 @@ struct BodyPump {
     expected: u64,
     group: Option<nix::unistd::Pid>,
     failure: BodyFailure,
+    progress: Progress,
 }
 
 impl BodyPump {
@@ -433,13 +452,15 @@ where
         };
         if let Ok(mut data) = frame.into_data() {
             while data.has_remaining() {
-                let chunk = data.chunk();
-                if stdin.write_all(chunk).await.is_err() {
-                    return;
+                // Write by write, so a script reading slowly still counts as progress.
+                match stdin.write(data.chunk()).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        pump.progress.touch();
+                        delivered += n as u64;
+                        data.advance(n);
+                    }
                 }
-                let n = chunk.len();
-                delivered += n as u64;
-                data.advance(n);
             }
         }
     }
