@@ -1029,11 +1029,10 @@ fn a_chunked_body_being_received_holds_no_script_slot() {
     );
     let mut uploads: Vec<_> = (0..4).map(|_| start_chunked_upload(&server)).collect();
     std::thread::sleep(Duration::from_millis(300));
-    // Four bodies in flight, two slots: a script still starts at once.
-    let started = Instant::now();
+    // Four bodies in flight, two slots: a script still starts (a held slot would keep it
+    // queued past the 2 s queue timeout: 503).
     let res = server.get("/cgi-bin/hello.sh");
     assert_eq!(res.status, 200, "{}", res.text());
-    assert!(started.elapsed() < Duration::from_millis(1500));
     // Each upload takes a slot once its body is whole, and is answered.
     for s in &mut uploads {
         s.write_all(b"0\r\n\r\n").unwrap();
