@@ -1156,3 +1156,67 @@ fn script_stderr_is_capped_per_request() {
     let piece = format!("stderr: {}", "x".repeat(4096));
     assert_eq!(server.stderr().matches(&piece).count(), 16);
 }
+
+/// `len` bytes as chunks of at most 64 KiB.
+fn chunked(len: usize) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(len + len / 1000 + 16);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(64 * 1024);
+        wire.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        wire.resize(wire.len() + n, b'b');
+        wire.extend_from_slice(b"\r\n");
+        left -= n;
+    }
+    wire
+}
+
+#[test]
+fn chunked_bodies_being_received_share_a_bounded_spool() {
+    // One slot: the spool budget is one 8 MiB body's worth.
+    const MIB: usize = 1024 * 1024;
+    let d = fixture();
+    let server = cgi_server(
+        d.path(),
+        &["--cgi-max-scripts", "1", "--cgi-queue-timeout", "1"],
+    );
+    let head = b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut big = server.connect();
+    big.write_all(head).unwrap();
+    big.write_all(&chunked(8 * MIB - 64 * 1024)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Nearly all of it is taken, and no slot: a script still runs…
+    assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
+    // …but a second body finds no room past its first 64 KiB.
+    let mut second = server.connect();
+    second.write_all(head).unwrap();
+    second.write_all(&chunked(128 * 1024)).unwrap();
+    let mut out = Vec::new();
+    let _ = second.read_to_end(&mut out);
+    let res = Response::parse(&out);
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert!(
+        res.text()
+            .contains("Too many request bodies being received")
+    );
+    // The first is whole and answered; its share is free again afterwards.
+    big.write_all(b"0\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = big.read_to_end(&mut out);
+    assert!(
+        Response::parse(&out)
+            .text()
+            .starts_with(&format!("len={}\n", 8 * MIB - 64 * 1024))
+    );
+    let mut third = server.connect();
+    third.write_all(head).unwrap();
+    third.write_all(&chunked(4 * MIB)).unwrap();
+    third.write_all(b"0\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = third.read_to_end(&mut out);
+    assert!(
+        Response::parse(&out)
+            .text()
+            .starts_with(&format!("len={}\n", 4 * MIB))
+    );
+}

@@ -111,6 +111,9 @@ pub struct CgiConfig {
     client_addr: ClientAddrFn,
     mount_prefix: MountPrefixFn,
     scripts: Arc<tokio::sync::Semaphore>,
+    max_scripts: usize,
+    /// Bytes of chunked bodies being spooled at once: `max_scripts × max_buffered_body`.
+    spool_budget: Arc<tokio::sync::Semaphore>,
     script_queue_timeout: Duration,
     spawner: Option<Spawner>,
 }
@@ -140,10 +143,13 @@ impl CgiConfig {
             client_addr: socket_addr_extension,
             mount_prefix: no_mount_prefix,
             scripts: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SCRIPTS)),
+            max_scripts: DEFAULT_MAX_SCRIPTS,
+            spool_budget: Arc::new(tokio::sync::Semaphore::new(0)),
             script_queue_timeout: Duration::from_secs(5),
             spawner: None,
         }
         .directories(["/cgi-bin", "/htbin"])
+        .with_spool_budget()
     }
 
     /// The CGI directories below the document root ([`CgiLayer`] only). Default
@@ -220,10 +226,9 @@ impl CgiConfig {
     /// process, so a flood cannot exhaust processes, descriptors or memory. A slot is taken
     /// only once the script can start: a chunked body being spooled holds none.
     pub fn max_scripts(mut self, max: usize) -> Self {
-        self.scripts = Arc::new(tokio::sync::Semaphore::new(
-            max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
-        ));
-        self
+        self.max_scripts = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        self.scripts = Arc::new(tokio::sync::Semaphore::new(self.max_scripts));
+        self.with_spool_budget()
     }
 
     /// How long a request waits for a script slot when [`max_scripts`](Self::max_scripts)
@@ -237,9 +242,20 @@ impl CgiConfig {
 
     /// The largest chunked request body spooled to learn its length (default 8 MiB). It
     /// goes to an anonymous file in the temporary directory, which becomes the script's
-    /// stdin, so it costs no memory.
+    /// stdin, so it costs no memory. Bodies being spooled (or waiting for a script slot)
+    /// share `max_scripts × max_buffered_body` bytes; past that, a body is `503`.
     pub fn max_buffered_body(mut self, bytes: usize) -> Self {
         self.max_buffered_body = bytes;
+        self.with_spool_budget()
+    }
+
+    /// Bounds the chunked bodies spooled at once (and so the temporary disk they take) to
+    /// as many as there are script slots; a body past it is `503`.
+    fn with_spool_budget(mut self) -> Self {
+        let bytes = self.max_scripts.saturating_mul(self.max_buffered_body);
+        self.spool_budget = Arc::new(tokio::sync::Semaphore::new(
+            bytes.min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         self
     }
 

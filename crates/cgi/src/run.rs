@@ -52,7 +52,7 @@ enum Input<B> {
     None,
     Stream(B),
     /// A chunked body, whole, in an anonymous file: the script's stdin itself.
-    Spooled(std::fs::File),
+    Spooled(Spool),
 }
 
 pub(crate) async fn run_script<B>(
@@ -81,7 +81,10 @@ where
         Some(n) => (Input::Stream(body), Some(n)),
         None if body.is_end_stream() => (Input::None, None),
         None => match spool_body(body, &config).await {
-            Ok((file, len)) => (Input::Spooled(file), Some(len)),
+            Ok(spool) => {
+                let len = spool.len;
+                (Input::Spooled(spool), Some(len))
+            }
             Err(e) => {
                 let (status, message) = match e {
                     SpoolError::TooLarge => (
@@ -90,6 +93,13 @@ where
                     ),
                     SpoolError::Broken => {
                         (StatusCode::BAD_REQUEST, "Request body could not be read")
+                    }
+                    SpoolError::OverBudget => {
+                        tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "too many chunked request bodies being received");
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Too many request bodies being received",
+                        )
                     }
                     SpoolError::TimedOut => (StatusCode::REQUEST_TIMEOUT, "Request body timed out"),
                     SpoolError::Storage(e) => {
@@ -132,13 +142,16 @@ where
             &method,
         );
     };
-    let (stdin, body) = match input {
-        Input::None => (ScriptStdin::Null, None),
-        Input::Stream(body) => (ScriptStdin::Pipe, Some(body)),
-        Input::Spooled(file) => (ScriptStdin::File(file), None),
+    let (stdin, body, spool_budget) = match input {
+        Input::None => (ScriptStdin::Null, None, None),
+        Input::Stream(body) => (ScriptStdin::Pipe, Some(body), None),
+        Input::Spooled(spool) => (ScriptStdin::File(spool.file), None, spool.budget),
     };
     let deadline = after(config.timeout);
-    let started = match start_script(&config, &script, &env, stdin).await {
+    let started = start_script(&config, &script, &env, stdin).await;
+    // Once the script has the file, the body counts against the script's slot instead.
+    drop(spool_budget);
+    let started = match started {
         Ok(started) => started,
         Err(e) => {
             // ENOEXEC, EACCES, …: say so in the log, never show the script to the client.
@@ -329,9 +342,19 @@ async fn acquire_slot(config: &CgiConfig) -> Option<tokio::sync::OwnedSemaphoreP
         .and_then(Result::ok)
 }
 
+/// A chunked request body, whole, in a file.
+struct Spool {
+    /// Read-only, at its start.
+    file: std::fs::File,
+    len: u64,
+    /// Its share of the spool budget.
+    budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// Why a chunked request body was not spooled.
 enum SpoolError {
     TooLarge,
+    OverBudget,
     Broken,
     TimedOut,
     Storage(std::io::Error),
@@ -348,9 +371,9 @@ impl From<std::io::Error> for SpoolError {
 const SPOOL_BUFFER: usize = 64 * 1024;
 
 /// Writes a chunked request body to an anonymous temporary file, at most
-/// `max_buffered_body` bytes; each frame may take `body_timeout`, the whole body the
-/// script timeout. Returns the file opened again read-only at its start, and its length.
-async fn spool_body<B>(body: B, config: &CgiConfig) -> Result<(std::fs::File, u64), SpoolError>
+/// `max_buffered_body` bytes, within the spool budget; each frame may take
+/// `body_timeout`, the whole body the script timeout.
+async fn spool_body<B>(body: B, config: &CgiConfig) -> Result<Spool, SpoolError>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -363,6 +386,9 @@ where
     let mut spool = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
     let mut body = std::pin::pin!(body);
     let mut len: u64 = 0;
+    let max = config.max_buffered_body as u64;
+    let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut reserved: u64 = 0;
     loop {
         let wait_until = until.min(after(config.body_timeout));
         let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {
@@ -373,8 +399,25 @@ where
         };
         if let Ok(mut data) = frame.into_data() {
             len += data.remaining() as u64;
-            if len > config.max_buffered_body as u64 {
+            if len > max {
                 return Err(SpoolError::TooLarge);
+            }
+            if len > reserved {
+                // A buffer's worth at a time, not a semaphore operation per tiny chunk.
+                let more = (len - reserved)
+                    .max(SPOOL_BUFFER as u64)
+                    .min(max - reserved);
+                let permits = u32::try_from(more).map_err(|_| SpoolError::TooLarge)?;
+                let permit = config
+                    .spool_budget
+                    .clone()
+                    .try_acquire_many_owned(permits)
+                    .map_err(|_| SpoolError::OverBudget)?;
+                match &mut budget {
+                    Some(budget) => budget.merge(permit),
+                    None => budget = Some(permit),
+                }
+                reserved += more;
             }
             while data.has_remaining() {
                 let n = spool.write(data.chunk()).await?;
@@ -386,7 +429,11 @@ where
     let mut file = spool.into_inner();
     file.rewind().await?;
     let file = file.into_std().await;
-    Ok((read_only(file), len))
+    Ok(Spool {
+        file: read_only(file),
+        len,
+        budget,
+    })
 }
 
 /// An anonymous file in the temporary directory. `O_TMPFILE | O_EXCL` (else tempfile's
