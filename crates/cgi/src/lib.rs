@@ -135,7 +135,7 @@ impl CgiConfig {
             body_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_header_fields: 100,
-            max_buffered_body: 8 * 1024 * 1024,
+            max_buffered_body: DEFAULT_MAX_BUFFERED_BODY,
             pass_env: Vec::new(),
             run_as: RunAs::nobody_if_root(),
             max_local_redirects: 5,
@@ -144,12 +144,11 @@ impl CgiConfig {
             mount_prefix: no_mount_prefix,
             scripts: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SCRIPTS)),
             max_scripts: DEFAULT_MAX_SCRIPTS,
-            spool_budget: Arc::new(tokio::sync::Semaphore::new(0)),
+            spool_budget: spool_budget(DEFAULT_MAX_SCRIPTS, DEFAULT_MAX_BUFFERED_BODY),
             script_queue_timeout: Duration::from_secs(5),
             spawner: None,
         }
         .directories(["/cgi-bin", "/htbin"])
-        .with_spool_budget()
     }
 
     /// The CGI directories below the document root ([`CgiLayer`] only). Default
@@ -228,7 +227,8 @@ impl CgiConfig {
     pub fn max_scripts(mut self, max: usize) -> Self {
         self.max_scripts = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         self.scripts = Arc::new(tokio::sync::Semaphore::new(self.max_scripts));
-        self.with_spool_budget()
+        self.spool_budget = spool_budget(self.max_scripts, self.max_buffered_body);
+        self
     }
 
     /// How long a request waits for a script slot when [`max_scripts`](Self::max_scripts)
@@ -246,16 +246,7 @@ impl CgiConfig {
     /// share `max_scripts × max_buffered_body` bytes; past that, a body is `503`.
     pub fn max_buffered_body(mut self, bytes: usize) -> Self {
         self.max_buffered_body = bytes;
-        self.with_spool_budget()
-    }
-
-    /// Bounds the chunked bodies spooled at once (and so the temporary disk they take) to
-    /// as many as there are script slots; a body past it is `503`.
-    fn with_spool_budget(mut self) -> Self {
-        let bytes = self.max_scripts.saturating_mul(self.max_buffered_body);
-        self.spool_budget = Arc::new(tokio::sync::Semaphore::new(
-            bytes.min(tokio::sync::Semaphore::MAX_PERMITS),
-        ));
+        self.spool_budget = spool_budget(self.max_scripts, self.max_buffered_body);
         self
     }
 
@@ -362,6 +353,18 @@ impl RunAs {
 
 /// Scripts allowed to run at once unless [`CgiConfig::max_scripts`] says otherwise.
 const DEFAULT_MAX_SCRIPTS: usize = 64;
+
+/// The largest chunked body spooled unless [`CgiConfig::max_buffered_body`] says otherwise.
+const DEFAULT_MAX_BUFFERED_BODY: usize = 8 * 1024 * 1024;
+
+/// Bytes of chunked bodies spooled at once: as many bodies as there are script slots, so
+/// the temporary disk they take is bounded as the slots once bounded them in memory.
+fn spool_budget(max_scripts: usize, max_body: usize) -> Arc<tokio::sync::Semaphore> {
+    let bytes = max_scripts.saturating_mul(max_body);
+    Arc::new(tokio::sync::Semaphore::new(
+        bytes.min(tokio::sync::Semaphore::MAX_PERMITS),
+    ))
+}
 
 /// How long a script may run on after its output ended unless
 /// [`CgiConfig::exit_grace`] says otherwise.
