@@ -85,33 +85,7 @@ where
                 let len = spool.len;
                 (Input::Spooled(spool), Some(len))
             }
-            Err(e) => {
-                let (status, message) = match e {
-                    SpoolError::TooLarge => (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "Request body too large for a CGI script",
-                    ),
-                    SpoolError::Broken => {
-                        (StatusCode::BAD_REQUEST, "Request body could not be read")
-                    }
-                    SpoolError::OverBudget => {
-                        tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "too many chunked request bodies being received");
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "Too many request bodies being received",
-                        )
-                    }
-                    SpoolError::TimedOut => (StatusCode::REQUEST_TIMEOUT, "Request body timed out"),
-                    SpoolError::Storage(e) => {
-                        tracing::error!(target: "httpserve::cgi", script = %script.display_name, "cannot spool the request body: {e}");
-                        (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "Request body could not be stored",
-                        )
-                    }
-                };
-                return page(status, message, &method);
-            }
+            Err(e) => return e.answer(&script.display_name, &method),
         },
     };
 
@@ -358,6 +332,35 @@ enum SpoolError {
     Broken,
     TimedOut,
     Storage(std::io::Error),
+}
+
+impl SpoolError {
+    /// The client's answer; a fault of the server's own is logged too.
+    fn answer(self, name: &str, method: &Method) -> Handled {
+        let (status, message) = match self {
+            Self::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large for a CGI script",
+            ),
+            Self::OverBudget => {
+                tracing::warn!(target: "httpserve::cgi", script = %name, "too many chunked request bodies being received");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many request bodies being received",
+                )
+            }
+            Self::Broken => (StatusCode::BAD_REQUEST, "Request body could not be read"),
+            Self::TimedOut => (StatusCode::REQUEST_TIMEOUT, "Request body timed out"),
+            Self::Storage(e) => {
+                tracing::error!(target: "httpserve::cgi", script = %name, "cannot spool the request body: {e}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Request body could not be stored",
+                )
+            }
+        };
+        page(status, message, method)
+    }
 }
 
 impl From<std::io::Error> for SpoolError {
