@@ -79,6 +79,26 @@ fn fixture() -> tempfile::TempDir {
         "#!/bin/sh\nprintf 'Status: 100 Continue\\nContent-Type: text/plain\\n\\nx'\n",
         0o755,
     );
+    write_script(
+        &p.join("cgi-bin/linger.sh"),
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\nX-Pid: %s\\n\\ndone\\n' \"$$\"\nexec >&-\nexec sleep 30\n",
+        0o755,
+    );
+    write_script(
+        &p.join("cgi-bin/path-to-stderr.sh"),
+        "#!/bin/sh\nprintf '%s\\n' \"$PATH_INFO\" >&2\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n",
+        0o755,
+    );
+    write_script(
+        &p.join("cgi-bin/noisy.sh"),
+        concat!(
+            "#!/bin/sh\n",
+            "if [ \"$PATH_INFO\" = /lines ]; then yes 'noise line' | head -n 20000 >&2\n",
+            "else head -c 1000000 /dev/zero | tr '\\0' x >&2; fi\n",
+            "printf 'Content-Type: text/plain\\n\\nok\\n'\n",
+        ),
+        0o755,
+    );
     std::fs::write(p.join("static/page.txt"), "static page\n").unwrap();
     d
 }
@@ -1188,4 +1208,283 @@ fn symlink_policies_apply_to_scripts() {
         );
     }
     assert_eq!(never.get("/cgi-bin/hello.sh").status, 200);
+}
+
+/// The server's peak resident memory so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn chunked_uploads_are_spooled_not_held_in_memory() {
+    // Three 8 MiB chunked uploads at once, in small chunks (the first 64 KiB one byte per
+    // chunk, the rest 256 bytes per chunk: a chunk costs hyper ~6 µs, so 8 Mi one-byte
+    // chunks would take a minute). Buffered in memory, each cost 10+ MiB of RSS.
+    const TOTAL: usize = 8 * 1024 * 1024;
+    const ONE_BYTE_PART: usize = 64 * 1024;
+    const CLIENTS: usize = 3;
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
+    let before = peak_rss_kib(server.pid());
+    let data: Vec<u8> = (0..TOTAL as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut wire = Vec::with_capacity(TOTAL * 2);
+    for &b in &data[..ONE_BYTE_PART] {
+        wire.extend_from_slice(b"1\r\n");
+        wire.push(b);
+        wire.extend_from_slice(b"\r\n");
+    }
+    for chunk in data[ONE_BYTE_PART..].chunks(256) {
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    let wire = std::sync::Arc::new(wire);
+    let all_sent = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let port = server.port;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (wire, all_sent) = (wire.clone(), all_sent.clone());
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.write_all(b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .unwrap();
+                s.write_all(&wire).unwrap();
+                // Every body is in the server at once before any ends.
+                all_sent.wait();
+                s.write_all(b"0\r\n\r\n").unwrap();
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+                Response::parse(&out)
+            })
+        })
+        .collect();
+    let want = format!("len={TOTAL}\nfnv={:016x}\n", common::fnv1a(&data));
+    for client in clients {
+        let res = client.join().unwrap();
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.text(), want);
+    }
+    let grown = peak_rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("peak RSS grew by {grown} KiB for {CLIENTS} chunked 8 MiB uploads");
+    // Less than one body's worth for all three together.
+    assert!(grown < 8 * 1024, "peak RSS grew by {grown} KiB");
+}
+
+/// Opens a chunked `POST` to the echo script and sends one byte of its body.
+fn start_chunked_upload(server: &Server) -> std::net::TcpStream {
+    let mut s = server.connect();
+    s.write_all(b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
+        .unwrap();
+    s
+}
+
+#[test]
+fn a_chunked_body_being_received_holds_no_script_slot() {
+    let d = fixture();
+    let server = cgi_server(
+        d.path(),
+        &["--cgi-max-scripts", "2", "--cgi-queue-timeout", "2"],
+    );
+    let mut uploads: Vec<_> = (0..4).map(|_| start_chunked_upload(&server)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Four bodies in flight, two slots: a script still starts (a held slot would keep it
+    // queued past the 2 s queue timeout: 503).
+    let res = server.get("/cgi-bin/hello.sh");
+    assert_eq!(res.status, 200, "{}", res.text());
+    // Each upload takes a slot once its body is whole, and is answered.
+    for s in &mut uploads {
+        s.write_all(b"0\r\n\r\n").unwrap();
+    }
+    let want = format!("len=1\nfnv={:016x}\n", common::fnv1a(b"x"));
+    for mut s in uploads {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let res = Response::parse(&out);
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.text(), want);
+    }
+}
+
+#[test]
+fn a_script_lingering_after_its_output_is_killed_and_frees_its_slot() {
+    let d = fixture();
+    let server = cgi_server(
+        d.path(),
+        &[
+            "--cgi-max-scripts",
+            "1",
+            "--cgi-queue-timeout",
+            "8",
+            "--cgi-timeout",
+            "60",
+        ],
+    );
+    // It closes stdout, so its response is complete, then sleeps 30 s.
+    let res = server.get("/cgi-bin/linger.sh");
+    assert_eq!((res.status, res.text().as_str()), (200, "done\n"));
+    let pid: u32 = res.header("x-pid").unwrap().parse().unwrap();
+    // The only slot frees once the exit grace (3 s) ends, not at the 60 s deadline.
+    let started = Instant::now();
+    let res = server.get("/cgi-bin/hello.sh");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(wait_gone(pid), "the lingering script {pid} survived");
+    assert!(
+        server.wait_for_stderr("after its output ended; killed"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn a_steady_upload_is_not_idle() {
+    // A script that reads its whole body before it answers is silent while it reads;
+    // bytes still flow in, so the idle timeout must not fire.
+    let d = fixture();
+    let server = cgi_server(d.path(), &["--cgi-idle-timeout", "1"]);
+    let upload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut s = server.connect();
+    let head = format!(
+        "POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        upload.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // 100 KB/s for 3 s: three idle timeouts long.
+    for piece in upload.chunks(10_000) {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let res = Response::parse(&out);
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.text(),
+        format!(
+            "len={}\nfnv={:016x}\n",
+            upload.len(),
+            common::fnv1a(&upload)
+        )
+    );
+    // Idle in both directions is still idle.
+    assert_eq!(server.get("/cgi-bin/h/silent").status, 504);
+}
+
+#[test]
+fn script_stderr_cannot_forge_log_lines() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    let forged = "%0d127.0.0.1%20-%20-%20[02/Dec/2026%2000:00:00]%20%22GET%20/forged%20HTTP/1.1%22%20200%20-%0d%0aalso%1b[31mred";
+    let res = server.get(&format!("/cgi-bin/path-to-stderr.sh/x{forged}"));
+    assert_eq!(res.text(), "ok\n");
+    assert!(
+        server.wait_for_stderr("stderr: /x\\x0d127.0.0.1 - - [02/Dec/2026 00:00:00] \"GET /forged"),
+        "{}",
+        server.stderr()
+    );
+    assert!(server.wait_for_stderr("stderr: also\\x1b[31mred"));
+    let log = server.stderr();
+    assert!(!log.contains('\r'), "a raw CR reached the log: {log:?}");
+    assert!(!log.contains('\x1b'), "a raw ESC reached the log: {log:?}");
+}
+
+#[test]
+fn script_stderr_is_capped_per_request() {
+    let d = fixture();
+    let server = cgi_server(d.path(), &[]);
+    // 20,000 lines: the first 1,000 are logged, the rest counted.
+    assert_eq!(server.get("/cgi-bin/noisy.sh/lines").text(), "ok\n");
+    assert!(
+        server.wait_for_stderr("stderr: 209000 more bytes (19000 lines) not logged"),
+        "{}",
+        server.stderr()
+    );
+    assert_eq!(server.stderr().matches("stderr: noise line").count(), 1000);
+    // 1 MB without a newline: 64 KiB logged (in 4 KiB pieces), the rest counted.
+    assert_eq!(server.get("/cgi-bin/noisy.sh/bytes").text(), "ok\n");
+    assert!(
+        server.wait_for_stderr("stderr: 934464 more bytes (1 lines) not logged"),
+        "{}",
+        server.stderr()
+    );
+    let piece = format!("stderr: {}", "x".repeat(4096));
+    assert_eq!(server.stderr().matches(&piece).count(), 16);
+}
+
+/// `len` bytes as chunks of at most 64 KiB.
+fn chunked(len: usize) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(len + len / 1000 + 16);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(64 * 1024);
+        wire.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        wire.resize(wire.len() + n, b'b');
+        wire.extend_from_slice(b"\r\n");
+        left -= n;
+    }
+    wire
+}
+
+#[test]
+fn chunked_bodies_being_received_share_a_bounded_spool() {
+    // One slot: the spool budget is one 8 MiB body's worth.
+    const MIB: usize = 1024 * 1024;
+    let d = fixture();
+    let server = cgi_server(
+        d.path(),
+        &["--cgi-max-scripts", "1", "--cgi-queue-timeout", "1"],
+    );
+    let head = b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut big = server.connect();
+    big.write_all(head).unwrap();
+    big.write_all(&chunked(8 * MIB - 64 * 1024)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Nearly all of it is taken, and no slot: a script still runs…
+    assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
+    // …but a second body finds no room past its first 64 KiB.
+    let mut second = server.connect();
+    second.write_all(head).unwrap();
+    second.write_all(&chunked(128 * 1024)).unwrap();
+    let mut out = Vec::new();
+    let _ = second.read_to_end(&mut out);
+    let res = Response::parse(&out);
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert!(
+        res.text()
+            .contains("Too many request bodies being received")
+    );
+    // The first is whole and answered; its share is free again afterwards.
+    big.write_all(b"0\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = big.read_to_end(&mut out);
+    assert!(
+        Response::parse(&out)
+            .text()
+            .starts_with(&format!("len={}\n", 8 * MIB - 64 * 1024))
+    );
+    let mut third = server.connect();
+    third.write_all(head).unwrap();
+    third.write_all(&chunked(4 * MIB)).unwrap();
+    third.write_all(b"0\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = third.read_to_end(&mut out);
+    assert!(
+        Response::parse(&out)
+            .text()
+            .starts_with(&format!("len={}\n", 4 * MIB))
+    );
 }

@@ -1,5 +1,6 @@
 //! The response body of a script, and the guard that kills its process group.
 
+use crate::progress::Progress;
 use crate::spawner::HelperChild;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -61,6 +62,7 @@ pub(crate) struct ScriptGuard {
     stdin_task: Option<JoinHandle<()>>,
     name: Arc<str>,
     deadline: Instant,
+    exit_grace: Option<Duration>,
 }
 
 impl ScriptGuard {
@@ -83,7 +85,15 @@ impl ScriptGuard {
             stdin_task,
             name,
             deadline,
+            exit_grace: None,
         }
+    }
+
+    /// Once its output is complete, the script gets `grace` to exit, then is killed: a
+    /// script that closes stdout and lingers must not hold its slot until the deadline.
+    pub(crate) fn with_exit_grace(mut self, grace: Duration) -> Self {
+        self.exit_grace = Some(grace);
+        self
     }
 
     /// Shares the request-body failure flag, so a body cut short ends the response with an
@@ -106,7 +116,7 @@ impl ScriptGuard {
     }
 
     /// The output is complete: reap the script in the background and log a non-zero exit;
-    /// if it is still running at its deadline, kill its group then.
+    /// if it is still running after its exit grace (or at its deadline), kill its group then.
     pub(crate) fn finish(mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -114,11 +124,15 @@ impl ScriptGuard {
         let killer = GroupKiller(self.group.take());
         let slot = self.slot.take();
         let name = self.name.clone();
-        let deadline = self.deadline;
+        // The exit grace counts when it ends before the deadline.
+        let grace = self
+            .exit_grace
+            .filter(|&grace| after(grace) < self.deadline);
+        let until = grace.map_or(self.deadline, after);
         tokio::spawn(async move {
             let _slot = slot;
             let mut killer = killer;
-            match tokio::time::timeout_at(deadline, child.wait()).await {
+            match tokio::time::timeout_at(until, child.wait()).await {
                 Ok(Ok(status)) => {
                     killer.disarm();
                     if let Some(code) = status.code().filter(|&c| c != 0) {
@@ -130,9 +144,14 @@ impl ScriptGuard {
                 Ok(Err(e)) => {
                     tracing::warn!(target: "httpserve::cgi", script = %name, "waiting for CGI script: {e}");
                 }
-                Err(_) => {
-                    tracing::warn!(target: "httpserve::cgi", script = %name, "CGI script still running at its deadline; killed");
-                }
+                Err(_) => match grace {
+                    Some(grace) => {
+                        tracing::warn!(target: "httpserve::cgi", script = %name, "CGI script still running {grace:?} after its output ended; killed");
+                    }
+                    None => {
+                        tracing::warn!(target: "httpserve::cgi", script = %name, "CGI script still running at its deadline; killed");
+                    }
+                },
             }
         });
     }
@@ -185,8 +204,10 @@ enum Inner {
 struct Streaming {
     stdout: ChildStdout,
     leftover: Option<Bytes>,
+    /// Fires at the idle instant as last seen; the shared clock may have moved it since.
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
+    progress: Progress,
     deadline: Pin<Box<Sleep>>,
     guard: Option<ScriptGuard>,
 }
@@ -210,14 +231,16 @@ impl CgiBody {
         leftover: Bytes,
         guard: ScriptGuard,
         idle_timeout: Duration,
+        progress: Progress,
         deadline: Instant,
     ) -> Self {
         Self {
             inner: Inner::Stream(Box::new(Streaming {
                 stdout,
                 leftover: Some(leftover).filter(|b| !b.is_empty()),
-                idle: Box::pin(tokio::time::sleep_until(after(idle_timeout))),
+                idle: Box::pin(tokio::time::sleep_until(progress.idle_at(idle_timeout))),
                 idle_timeout,
+                progress,
                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 guard: Some(guard),
             })),
@@ -280,8 +303,8 @@ impl Streaming {
                 Poll::Ready(None)
             }
             Poll::Ready(Ok(_)) => {
-                let next = after(self.idle_timeout);
-                self.idle.as_mut().reset(next);
+                // The idle timer is moved only when it fires, not per chunk.
+                self.progress.touch();
                 Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
             }
             Poll::Ready(Err(e)) => {
@@ -289,7 +312,7 @@ impl Streaming {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Pending => {
-                let idle = self.idle.as_mut().poll(cx).is_ready();
+                let idle = self.poll_idle(cx);
                 let late = self.deadline.as_mut().poll(cx).is_ready();
                 if idle || late {
                     // Dropping the guard kills the script's process group.
@@ -304,5 +327,18 @@ impl Streaming {
                 Poll::Pending
             }
         }
+    }
+
+    /// Whether the script has been idle (no output read, no request body written) for the
+    /// idle timeout; else the timer is re-armed at the instant progress last set.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.idle.as_mut().poll(cx).is_ready() {
+            let idle_at = self.progress.idle_at(self.idle_timeout);
+            if idle_at <= Instant::now() {
+                return true;
+            }
+            self.idle.as_mut().reset(idle_at);
+        }
+        false
     }
 }

@@ -46,12 +46,14 @@
 //!   absolute → `302`), `Content-Type` (neither → `502`); the header block is bounded in
 //!   bytes and fields (`502` past it); `nph-` scripts give their own status line.
 //!   Their `Content-Length` is kept, so keep-alive survives.
-//! * The request body streams to stdin (a chunked body is buffered up to a limit so
-//!   `CONTENT_LENGTH` can be set, else `413`); stdout streams to the client with
-//!   backpressure, never collected.
-//! * A deadline and an idle-output timeout (`504` before headers); the script's whole
-//!   process group is killed when the client goes away, on a timeout, and when the server
-//!   shuts down; stderr goes to `tracing` (target `httpserve::cgi`), never to the client.
+//! * The request body streams to stdin (a chunked body is spooled to an anonymous file up
+//!   to a limit so `CONTENT_LENGTH` can be set, else `413`); stdout streams to the client
+//!   with backpressure, never collected.
+//! * A deadline and an idle timeout (no output and no body taken in; `504` before
+//!   headers); a short grace to exit once the output has ended; the script's whole process
+//!   group is killed when the client goes away, on a timeout, and when the server shuts
+//!   down; stderr goes to `tracing` (target `httpserve::cgi`, escaped, capped per
+//!   request), never to the client.
 //! * When the server runs as root, scripts run as `nobody` (or a configured user); a
 //!   [`Spawner`] starts them from helpers already running as that user, so the server is
 //!   not forked for every script.
@@ -59,6 +61,7 @@
 mod body;
 mod env;
 mod head;
+mod progress;
 mod resolve;
 mod run;
 pub mod spawner;
@@ -96,6 +99,7 @@ pub struct CgiConfig {
     interpreter: Option<PathBuf>,
     timeout: Duration,
     idle_timeout: Duration,
+    exit_grace: Duration,
     body_timeout: Duration,
     max_header_bytes: usize,
     max_header_fields: usize,
@@ -107,6 +111,9 @@ pub struct CgiConfig {
     client_addr: ClientAddrFn,
     mount_prefix: MountPrefixFn,
     scripts: Arc<tokio::sync::Semaphore>,
+    max_scripts: usize,
+    /// Bytes of chunked bodies being spooled at once: `max_scripts × max_buffered_body`.
+    spool_budget: Arc<tokio::sync::Semaphore>,
     script_queue_timeout: Duration,
     spawner: Option<Spawner>,
 }
@@ -124,10 +131,11 @@ impl CgiConfig {
             interpreter: Some(PathBuf::from("python3")),
             timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(60),
+            exit_grace: DEFAULT_EXIT_GRACE,
             body_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_header_fields: 100,
-            max_buffered_body: 8 * 1024 * 1024,
+            max_buffered_body: DEFAULT_MAX_BUFFERED_BODY,
             pass_env: Vec::new(),
             run_as: RunAs::nobody_if_root(),
             max_local_redirects: 5,
@@ -135,6 +143,8 @@ impl CgiConfig {
             client_addr: socket_addr_extension,
             mount_prefix: no_mount_prefix,
             scripts: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SCRIPTS)),
+            max_scripts: DEFAULT_MAX_SCRIPTS,
+            spool_budget: spool_budget(DEFAULT_MAX_SCRIPTS, DEFAULT_MAX_BUFFERED_BODY),
             script_queue_timeout: Duration::from_secs(5),
             spawner: None,
         }
@@ -175,14 +185,24 @@ impl CgiConfig {
         self
     }
 
-    /// The longest a script may stay silent, before or between output chunks (default 60 s).
+    /// The longest a script may make no progress (default 60 s): neither send output nor
+    /// take in its request body, so a steady upload to a script that answers only at the
+    /// end is not idle.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
-    /// The longest the client's request body may stall (default 30 s): a buffered (chunked)
-    /// body gets `408`; a streamed one is cut off and the script sees end of input.
+    /// How long a script may go on running once its output has ended (default 3 s, as
+    /// Apache's kill-after timeout) before it is killed and its slot freed.
+    pub fn exit_grace(mut self, grace: Duration) -> Self {
+        self.exit_grace = grace;
+        self
+    }
+
+    /// The longest the client's request body may stall (default 30 s): a spooled (chunked)
+    /// body gets `408`; a streamed one kills the script, and the client gets `408` if no
+    /// headers came yet.
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
         self
@@ -202,12 +222,12 @@ impl CgiConfig {
 
     /// The most scripts running at once (default 64). Past it, a request waits for a slot
     /// (see [`script_queue_timeout`](Self::script_queue_timeout)) rather than starting a
-    /// process, so a flood cannot exhaust processes, descriptors or memory (buffered bodies
-    /// count against the same slots).
+    /// process, so a flood cannot exhaust processes, descriptors or memory. A slot is taken
+    /// only once the script can start: a chunked body being spooled holds none.
     pub fn max_scripts(mut self, max: usize) -> Self {
-        self.scripts = Arc::new(tokio::sync::Semaphore::new(
-            max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
-        ));
+        self.max_scripts = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        self.scripts = Arc::new(tokio::sync::Semaphore::new(self.max_scripts));
+        self.spool_budget = spool_budget(self.max_scripts, self.max_buffered_body);
         self
     }
 
@@ -220,9 +240,13 @@ impl CgiConfig {
         self
     }
 
-    /// The largest chunked request body buffered to learn its length (default 8 MiB).
+    /// The largest chunked request body spooled to learn its length (default 8 MiB). It
+    /// goes to an anonymous file in the temporary directory, which becomes the script's
+    /// stdin, so it costs no memory. Bodies being spooled (or waiting for a script slot)
+    /// share `max_scripts × max_buffered_body` bytes; past that, a body is `503`.
     pub fn max_buffered_body(mut self, bytes: usize) -> Self {
         self.max_buffered_body = bytes;
+        self.spool_budget = spool_budget(self.max_scripts, self.max_buffered_body);
         self
     }
 
@@ -331,6 +355,22 @@ impl RunAs {
 /// Scripts allowed to run at once unless [`CgiConfig::max_scripts`] says otherwise.
 const DEFAULT_MAX_SCRIPTS: usize = 64;
 
+/// The largest chunked body spooled unless [`CgiConfig::max_buffered_body`] says otherwise.
+const DEFAULT_MAX_BUFFERED_BODY: usize = 8 * 1024 * 1024;
+
+/// Bytes of chunked bodies spooled at once: as many bodies as there are script slots, so
+/// the temporary disk they take is bounded as the slots once bounded them in memory.
+fn spool_budget(max_scripts: usize, max_body: usize) -> Arc<tokio::sync::Semaphore> {
+    let bytes = max_scripts.saturating_mul(max_body);
+    Arc::new(tokio::sync::Semaphore::new(
+        bytes.min(tokio::sync::Semaphore::MAX_PERMITS),
+    ))
+}
+
+/// How long a script may run on after its output ended unless
+/// [`CgiConfig::exit_grace`] says otherwise.
+const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(3);
+
 /// Counts local redirects followed by one request.
 #[derive(Debug, Clone, Copy)]
 struct LocalRedirectHops(u8);
@@ -400,24 +440,6 @@ where
             (interpreter, vec![path.clone().into_os_string()], path)
         }
     };
-    let slot = match config.scripts.clone().try_acquire_owned() {
-        Ok(slot) => Some(slot),
-        Err(_) => {
-            let wait = config.scripts.clone().acquire_owned();
-            tokio::time::timeout(config.script_queue_timeout, wait)
-                .await
-                .ok()
-                .and_then(Result::ok)
-        }
-    };
-    let Some(slot) = slot else {
-        tracing::warn!(target: "httpserve::cgi", script = %shown, "too many CGI scripts running");
-        return page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many CGI scripts running",
-            &method,
-        );
-    };
     let path_translated = (!target.path_info.is_empty())
         .then(|| resolve::translated(config.root.path(), &target.path_info));
     let prepared = Prepared {
@@ -429,7 +451,6 @@ where
         path_translated,
         nph: target.script.starts_with(b"nph-"),
         display_name: shown.into(),
-        slot,
     };
     run_script(config, req, prepared).await
 }

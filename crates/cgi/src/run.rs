@@ -1,21 +1,23 @@
-//! Running one script: spawn it, stream the request body to its stdin, read its header
-//! block, then stream its stdout to the client.
+//! Running one script: spool a chunked request body, take a slot, spawn the script, stream
+//! the request body to its stdin, read its header block, then stream its stdout to the
+//! client.
 
 use crate::CgiConfig;
 use crate::body::{CgiBody, ScriptGuard, ScriptProcess, after};
 use crate::env::{EnvInput, build_env};
 use crate::head::{find_head_end, parse_head};
+use crate::progress::Progress;
 use crate::spawner::SpawnRequest;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use httpserve_core::{LocalAddr, ReasonPhrase, error_response};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::time::Instant;
 
@@ -39,8 +41,6 @@ pub(crate) struct Prepared {
     pub(crate) path_translated: Option<PathBuf>,
     pub(crate) nph: bool,
     pub(crate) display_name: Arc<str>,
-    /// A running-script slot, held until the script has exited.
-    pub(crate) slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub(crate) fn page(status: StatusCode, message: &str, method: &Method) -> Handled {
@@ -51,7 +51,8 @@ pub(crate) fn page(status: StatusCode, message: &str, method: &Method) -> Handle
 enum Input<B> {
     None,
     Stream(B),
-    Buffered(Bytes),
+    /// A chunked body, whole, in an anonymous file: the script's stdin itself.
+    Spooled(Spool),
 }
 
 pub(crate) async fn run_script<B>(
@@ -64,15 +65,12 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let started = Instant::now();
-    let deadline = started
-        .checked_add(config.timeout)
-        .unwrap_or_else(|| after(config.timeout));
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
 
-    // The body: streamed when its length is declared; a chunked one is buffered up to a
-    // limit so CONTENT_LENGTH can be set (RFC 3875 §4.1.2).
+    // The body: streamed when its length is declared; a chunked one is spooled to a file
+    // up to a limit so CONTENT_LENGTH can be set (RFC 3875 §4.1.2). Spooling holds no
+    // script slot, and the file costs no memory.
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -82,37 +80,13 @@ where
         Some(0) => (Input::None, Some(0)),
         Some(n) => (Input::Stream(body), Some(n)),
         None if body.is_end_stream() => (Input::None, None),
-        None => {
-            let limited = Limited::new(body, config.max_buffered_body);
-            match tokio::time::timeout(config.body_timeout, limited.collect()).await {
-                Ok(Ok(collected)) => {
-                    let bytes = collected.to_bytes();
-                    let len = bytes.len() as u64;
-                    (Input::Buffered(bytes), Some(len))
-                }
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                    return page(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "Request body too large for a CGI script",
-                        &method,
-                    );
-                }
-                Ok(Err(_)) => {
-                    return page(
-                        StatusCode::BAD_REQUEST,
-                        "Request body could not be read",
-                        &method,
-                    );
-                }
-                Err(_) => {
-                    return page(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "Request body timed out",
-                        &method,
-                    );
-                }
+        None => match spool_body(body, &config).await {
+            Ok(spool) => {
+                let len = spool.len;
+                (Input::Spooled(spool), Some(len))
             }
-        }
+            Err(e) => return e.answer(&script.display_name, &method),
+        },
     };
 
     let query = parts.uri.query().unwrap_or("");
@@ -134,7 +108,24 @@ where
         pass_env: &config.pass_env,
     });
 
-    let started = match start_script(&config, &script, &env, !matches!(input, Input::None)).await {
+    let Some(slot) = acquire_slot(&config).await else {
+        tracing::warn!(target: "httpserve::cgi", script = %script.display_name, "too many CGI scripts running");
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many CGI scripts running",
+            &method,
+        );
+    };
+    let (stdin, body, spool_budget) = match input {
+        Input::None => (ScriptStdin::Null, None, None),
+        Input::Stream(body) => (ScriptStdin::Pipe, Some(body), None),
+        Input::Spooled(spool) => (ScriptStdin::File(spool.file), None, spool.budget),
+    };
+    let deadline = after(config.timeout);
+    let started = start_script(&config, &script, &env, stdin).await;
+    // Once the script has the file, the body counts against the script's slot instead.
+    drop(spool_budget);
+    let started = match started {
         Ok(started) => started,
         Err(e) => {
             // ENOEXEC, EACCES, …: say so in the log, never show the script to the client.
@@ -158,8 +149,10 @@ where
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(nix::unistd::Pid::from_raw);
-    let stdin_task = match (input, stdin) {
-        (Input::Stream(body), Some(stdin)) => Some(tokio::spawn(pump_body(
+    // Body in, output out: either counts as the script not being idle.
+    let progress = Progress::new();
+    let stdin_task = match (body, stdin) {
+        (Some(body), Some(stdin)) => Some(tokio::spawn(pump_body(
             body,
             stdin,
             BodyPump {
@@ -167,17 +160,16 @@ where
                 expected: content_length.unwrap_or(0),
                 group,
                 failure: body_failure.clone(),
+                progress: progress.clone(),
             },
         ))),
-        (Input::Buffered(bytes), Some(mut stdin)) => Some(tokio::spawn(async move {
-            let _ = stdin.write_all(&bytes).await;
-        })),
         _ => None,
     };
     tokio::spawn(log_stderr(stderr, script.display_name.clone()));
     let guard = ScriptGuard::new(child, stdin_task, script.display_name.clone(), deadline)
         .with_body_failure(body_failure.clone())
-        .with_slot(script.slot);
+        .with_slot(slot)
+        .with_exit_grace(config.exit_grace);
     let failed_body = |method: &Method| {
         body_failure.get().map(|&status| {
             let message = if status == StatusCode::REQUEST_TIMEOUT {
@@ -203,14 +195,20 @@ where
                 &method,
             );
         }
-        let wait_until = deadline.min(after(config.idle_timeout));
         let want = (config.max_header_bytes - buf.len()).min(8 * 1024);
         buf.reserve(want);
         let mut limited = (&mut stdout).take(want as u64);
-        let read = tokio::time::timeout_at(wait_until, limited.read_buf(&mut buf)).await;
-        if !matches!(read, Ok(Ok(n)) if n > 0)
-            && let Some(answer) = failed_body(&method)
-        {
+        // Idle only when the body pump has not moved either.
+        let read = loop {
+            let wait_until = deadline.min(progress.idle_at(config.idle_timeout));
+            match tokio::time::timeout_at(wait_until, limited.read_buf(&mut buf)).await {
+                Err(_) if Instant::now() < deadline.min(progress.idle_at(config.idle_timeout)) => {}
+                read => break read,
+            }
+        };
+        if matches!(read, Ok(Ok(n)) if n > 0) {
+            progress.touch();
+        } else if let Some(answer) = failed_body(&method) {
             return answer;
         }
         match read {
@@ -280,7 +278,14 @@ where
         guard.finish();
         CgiBody::empty()
     } else {
-        CgiBody::stream(stdout, leftover, guard, config.idle_timeout, deadline)
+        CgiBody::stream(
+            stdout,
+            leftover,
+            guard,
+            config.idle_timeout,
+            progress,
+            deadline,
+        )
     };
     let mut res = Response::new(body);
     *res.status_mut() = status;
@@ -299,6 +304,161 @@ where
     Handled::Response(res)
 }
 
+/// Takes a running-script slot, waiting up to the queue timeout for one.
+async fn acquire_slot(config: &CgiConfig) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(slot) = config.scripts.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    let wait = config.scripts.clone().acquire_owned();
+    tokio::time::timeout(config.script_queue_timeout, wait)
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+/// A chunked request body, whole, in a file.
+struct Spool {
+    /// Read-only, at its start.
+    file: std::fs::File,
+    len: u64,
+    /// Its share of the spool budget.
+    budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Why a chunked request body was not spooled.
+enum SpoolError {
+    TooLarge,
+    OverBudget,
+    Broken,
+    TimedOut,
+    Storage(std::io::Error),
+}
+
+impl SpoolError {
+    /// The client's answer; a fault of the server's own is logged too.
+    fn answer(self, name: &str, method: &Method) -> Handled {
+        let (status, message) = match self {
+            Self::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large for a CGI script",
+            ),
+            Self::OverBudget => {
+                tracing::warn!(target: "httpserve::cgi", script = %name, "too many chunked request bodies being received");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many request bodies being received",
+                )
+            }
+            Self::Broken => (StatusCode::BAD_REQUEST, "Request body could not be read"),
+            Self::TimedOut => (StatusCode::REQUEST_TIMEOUT, "Request body timed out"),
+            Self::Storage(e) => {
+                tracing::error!(target: "httpserve::cgi", script = %name, "cannot spool the request body: {e}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Request body could not be stored",
+                )
+            }
+        };
+        page(status, message, method)
+    }
+}
+
+impl From<std::io::Error> for SpoolError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Storage(e)
+    }
+}
+
+/// Bytes of a chunked body gathered in memory before they go to the spool file: tiny
+/// chunks cost one write per this much, not one each.
+const SPOOL_BUFFER: usize = 64 * 1024;
+
+/// Writes a chunked request body to an anonymous temporary file, at most
+/// `max_buffered_body` bytes, within the spool budget; each frame may take
+/// `body_timeout`, the whole body the script timeout.
+async fn spool_body<B>(body: B, config: &CgiConfig) -> Result<Spool, SpoolError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let until = after(config.timeout);
+    let file = spool_file()?;
+    let mut file = tokio::fs::File::from_std(file);
+    // The file keeps no more than one buffer of ours in flight.
+    file.set_max_buf_size(SPOOL_BUFFER);
+    let mut spool = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
+    let mut body = std::pin::pin!(body);
+    let mut len: u64 = 0;
+    let max = config.max_buffered_body as u64;
+    let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut reserved: u64 = 0;
+    loop {
+        let wait_until = until.min(after(config.body_timeout));
+        let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {
+            Err(_) => return Err(SpoolError::TimedOut),
+            Ok(Some(Err(_))) => return Err(SpoolError::Broken),
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(mut data) = frame.into_data() {
+            len += data.remaining() as u64;
+            if len > max {
+                return Err(SpoolError::TooLarge);
+            }
+            if len > reserved {
+                // A buffer's worth at a time, not a semaphore operation per tiny chunk.
+                let more = (len - reserved)
+                    .max(SPOOL_BUFFER as u64)
+                    .min(max - reserved);
+                let permits = u32::try_from(more).map_err(|_| SpoolError::TooLarge)?;
+                let permit = config
+                    .spool_budget
+                    .clone()
+                    .try_acquire_many_owned(permits)
+                    .map_err(|_| SpoolError::OverBudget)?;
+                match &mut budget {
+                    Some(budget) => budget.merge(permit),
+                    None => budget = Some(permit),
+                }
+                reserved += more;
+            }
+            while data.has_remaining() {
+                let n = spool.write(data.chunk()).await?;
+                data.advance(n);
+            }
+        }
+    }
+    spool.flush().await?;
+    let mut file = spool.into_inner();
+    file.rewind().await?;
+    let file = file.into_std().await;
+    Ok(Spool {
+        file: read_only(file),
+        len,
+        budget,
+    })
+}
+
+/// An anonymous file in the temporary directory. `O_TMPFILE | O_EXCL` (else tempfile's
+/// created-and-unlinked file), so it can never be given a name: a script holding it cannot
+/// link a file owned by the server's user into a directory.
+fn spool_file() -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let dir = std::env::temp_dir();
+    let flags = OFlags::TMPFILE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
+    match rustix::fs::open(&dir, flags, Mode::RUSR | Mode::WUSR) {
+        Ok(fd) => Ok(fd.into()),
+        Err(_) => tempfile::tempfile_in(&dir),
+    }
+}
+
+/// `file` opened again read-only (at offset 0) through `/proc`, so the script cannot write
+/// to it; `file` itself (already rewound) when that fails.
+fn read_only(file: std::fs::File) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or(file)
+}
+
 /// Shared between the body pump and the response: why the client's body failed, if it did.
 pub(crate) type BodyFailure = Arc<std::sync::OnceLock<StatusCode>>;
 
@@ -308,6 +468,7 @@ struct BodyPump {
     expected: u64,
     group: Option<nix::unistd::Pid>,
     failure: BodyFailure,
+    progress: Progress,
 }
 
 impl BodyPump {
@@ -341,32 +502,68 @@ where
         };
         if let Ok(mut data) = frame.into_data() {
             while data.has_remaining() {
-                let chunk = data.chunk();
-                if stdin.write_all(chunk).await.is_err() {
-                    return;
+                // Write by write, so a script reading slowly still counts as progress.
+                match stdin.write(data.chunk()).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        pump.progress.touch();
+                        delivered += n as u64;
+                        data.advance(n);
+                    }
                 }
-                let n = chunk.len();
-                delivered += n as u64;
-                data.advance(n);
             }
         }
     }
 }
 
-/// Logs the script's stderr line by line (each line at most 4 KiB) under `httpserve::cgi`.
+/// The most bytes of a script's stderr logged per request.
+const STDERR_MAX_BYTES: u64 = 64 * 1024;
+/// The most lines of a script's stderr logged per request.
+const STDERR_MAX_LINES: u32 = 1000;
+/// The longest line logged; a longer one is logged in pieces.
+const STDERR_MAX_LINE: u64 = 4096;
+
+/// Logs the script's stderr line by line under `httpserve::cgi`, control characters
+/// escaped as in the access log (so a script echoing a `%0d` cannot forge a line), up to
+/// [`STDERR_MAX_BYTES`] and [`STDERR_MAX_LINES`]. The rest is read (the script never
+/// blocks on a full pipe) and only counted, in one line at the end.
 async fn log_stderr(stderr: ChildStderr, name: Arc<str>) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
-    loop {
+    let mut logged_bytes: u64 = 0;
+    let mut logged_lines: u32 = 0;
+    while logged_lines < STDERR_MAX_LINES && logged_bytes < STDERR_MAX_BYTES {
         line.clear();
-        let mut limited = (&mut reader).take(4096);
+        let room = STDERR_MAX_LINE.min(STDERR_MAX_BYTES - logged_bytes);
+        let mut limited = (&mut reader).take(room);
         match limited.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
-            Ok(_) => {
+            Ok(n) => {
+                logged_bytes += n as u64;
+                logged_lines += 1;
                 let text = String::from_utf8_lossy(&line);
-                tracing::warn!(target: "httpserve::cgi", script = %name, "stderr: {}", text.trim_end());
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                let text =
+                    httpserve_core::escape_control_chars(text.strip_suffix('\r').unwrap_or(text));
+                tracing::warn!(target: "httpserve::cgi", script = %name, "stderr: {text}");
             }
         }
+    }
+    let (mut dropped_bytes, mut dropped_lines, mut open_line) = (0u64, 0u64, false);
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let n = chunk.len();
+        dropped_bytes += n as u64;
+        dropped_lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        open_line = chunk.last() != Some(&b'\n');
+        reader.consume(n);
+    }
+    if dropped_bytes > 0 {
+        let lines = dropped_lines + u64::from(open_line);
+        tracing::warn!(target: "httpserve::cgi", script = %name, "stderr: {dropped_bytes} more bytes ({lines} lines) not logged; the cap is {STDERR_MAX_BYTES} bytes or {STDERR_MAX_LINES} lines per request");
     }
 }
 
@@ -379,13 +576,23 @@ struct Started {
     stderr: ChildStderr,
 }
 
+/// What a script reads on stdin.
+enum ScriptStdin {
+    /// `/dev/null`: no request body.
+    Null,
+    /// A pipe the body pump writes into.
+    Pipe,
+    /// A file holding the whole body, at its start.
+    File(std::fs::File),
+}
+
 /// Starts `script` with `env`: through the configured [`Spawner`](crate::Spawner) while it
 /// works, else (and for what it cannot take) directly.
 async fn start_script(
     config: &CgiConfig,
     script: &Prepared,
     env: &[(OsString, OsString)],
-    piped_stdin: bool,
+    stdin: ScriptStdin,
 ) -> std::io::Result<Started> {
     if let Some(spawner) = config.spawner.as_ref().filter(|s| s.is_working()) {
         let request = SpawnRequest {
@@ -398,12 +605,15 @@ async fn start_script(
             dir: script.script_file.parent(),
             user: config.run_as.ids(),
         };
-        let (stdin_child, stdin) = if piped_stdin {
-            let (read, write) = pipe()?;
-            let ours = std::process::ChildStdin::from(write);
-            (read, Some(ChildStdin::from_std(ours)?))
-        } else {
-            (std::fs::File::open("/dev/null")?.into(), None)
+        let (stdin_child, stdin) = match &stdin {
+            ScriptStdin::Pipe => {
+                let (read, write) = pipe()?;
+                let ours = std::process::ChildStdin::from(write);
+                (read, Some(ChildStdin::from_std(ours)?))
+            }
+            ScriptStdin::Null => (std::fs::File::open("/dev/null")?.into(), None),
+            // A duplicate: the file is still needed if the helper cannot take the script.
+            ScriptStdin::File(file) => (file.try_clone()?.into(), None),
         };
         let (stdout_read, stdout_child) = pipe()?;
         let (stderr_read, stderr_child) = pipe()?;
@@ -430,10 +640,10 @@ async fn start_script(
     cmd.args(&script.args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(if piped_stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+        .stdin(match stdin {
+            ScriptStdin::Null => Stdio::null(),
+            ScriptStdin::Pipe => Stdio::piped(),
+            ScriptStdin::File(file) => Stdio::from(file),
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -472,4 +682,36 @@ fn new_session(cmd: &mut Command) {
 /// A close-on-exec pipe: (read end, write end).
 fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// Gives `file` a name in `dir` through `/proc`, as any holder of its descriptor could.
+    fn link_into(file: &std::fs::File, dir: &std::path::Path) -> rustix::io::Result<()> {
+        let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            fd.as_str(),
+            rustix::fs::CWD,
+            dir.join("named"),
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        )
+    }
+
+    #[test]
+    fn a_spool_file_can_never_be_given_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool_file().unwrap();
+        assert!(link_into(&spool, dir.path()).is_err());
+        assert!(link_into(&read_only(spool), dir.path()).is_err());
+        // Without O_EXCL, an O_TMPFILE in the same place could be (where there are any).
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        if let Ok(fd) = rustix::fs::open(std::env::temp_dir(), flags, Mode::RUSR) {
+            assert_eq!(link_into(&fd.into(), dir.path()), Ok(()));
+        }
+    }
 }

@@ -27,6 +27,10 @@ fn fixture() -> tempfile::TempDir {
             "echo.sh",
             "printf 'Content-Type: text/plain\\n\\n'; head -c \"$CONTENT_LENGTH\"",
         ),
+        (
+            "stdin.sh",
+            "printf 'Content-Type: text/plain\\n\\n'; head -c \"$CONTENT_LENGTH\"; if printf x >&0; then echo ' writable'; else echo ' read-only'; fi 2>/dev/null",
+        ),
     ];
     for (name, body) in scripts {
         let path = bin.join(name);
@@ -138,6 +142,62 @@ async fn post_bodies_reach_stdin() {
         .unwrap();
     let res = layered(d.path().to_path_buf()).oneshot(req).await.unwrap();
     assert_eq!(text(res).await, (StatusCode::OK, "hello".to_owned()));
+}
+
+/// A chunked request body: `len` bytes, one per frame, with no length known beforehand.
+struct Drip {
+    sent: usize,
+    len: usize,
+}
+
+impl http_body::Body for Drip {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        if self.sent == self.len {
+            return Poll::Ready(None);
+        }
+        let byte = b'a' + (self.sent % 26) as u8;
+        self.sent += 1;
+        Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from(vec![
+            byte,
+        ])))))
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_spooled_and_read_only_on_stdin() {
+    let d = fixture();
+    let svc = CgiService::new(
+        CgiConfig::new(d.path().join("cgi-bin"))
+            .run_as(RunAs::current_user())
+            .max_buffered_body(100_000),
+    );
+    let req = Request::post("/stdin.sh")
+        .body(Drip {
+            sent: 0,
+            len: 100_000,
+        })
+        .unwrap();
+    let (status, text) = text(svc.clone().oneshot(req).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let want: String = (0..100_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    assert_eq!(text, format!("{want} read-only\n"));
+    // One byte over the limit is refused before any script runs.
+    let req = Request::post("/stdin.sh")
+        .body(Drip {
+            sent: 0,
+            len: 100_001,
+        })
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
