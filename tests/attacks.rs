@@ -931,6 +931,56 @@ fn request_line_and_header_limits() {
     assert_alive(&small);
 }
 
+/// Python reads each header line with `readline(65537)`: a line (name, `": "`, value, CRLF)
+/// over 65,536 bytes is `431 Line too long`, even under `--max-header-bytes`; one of
+/// exactly 65,536 bytes is fine. The answer is Python's page and closes the connection.
+#[test]
+fn a_header_line_over_64_kib_is_a_431_as_python() {
+    let fx = Fixture::new();
+    let server = fx.serve(&[]);
+    let line = |len: usize| {
+        let value = "v".repeat(len - "X-Foo: \r\n".len());
+        format!("X-Foo: {value}\r\n").into_bytes()
+    };
+    let res = check(&server, &fx, &req(b"GET", b"/a.txt", &line(65_536)), &[200]);
+    assert_eq!(res.body, b"alpha\n");
+    for len in [65_537, 70_000] {
+        // No `Connection: close` in the request: the server closes on its own.
+        let request = [
+            &b"GET /a.txt HTTP/1.1\r\nHost: x\r\n"[..],
+            &line(len),
+            b"\r\n",
+        ]
+        .concat();
+        let start = Instant::now();
+        let res = check(&server, &fx, &request, &[431]);
+        assert!(start.elapsed() < Duration::from_secs(5), "not closed");
+        assert_eq!(res.header("connection"), Some("close"));
+        assert_eq!(res.header("content-type"), Some("text/html;charset=utf-8"));
+        let page = res.text();
+        assert!(page.contains("<p>Message: Line too long.</p>"), "{page}");
+        assert!(
+            page.contains(
+                "<p>Error code explanation: 431 - got more than 65536 bytes when reading header line.</p>"
+            ),
+            "{page}"
+        );
+        // Python's page for this error is 355 bytes.
+        assert_eq!(res.body.len(), 355);
+    }
+    // HEAD: the same status and length, no body.
+    let res = check(
+        &server,
+        &fx,
+        &req(b"HEAD", b"/a.txt", &line(65_537)),
+        &[431],
+    );
+    assert_eq!(res.header("content-length"), Some("355"));
+    assert!(res.body.is_empty());
+    assert!(server.wait_for_stderr("code 431, message Line too long"));
+    assert_alive(&server);
+}
+
 /// Conflicting or invalid framing (RFC 9112 §6): each request gets one answer and the
 /// connection is closed, so the request smuggled behind it is never answered.
 #[test]
