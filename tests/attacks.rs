@@ -1155,6 +1155,57 @@ fn host_must_be_present_once_and_valid() {
     assert_alive(&server);
 }
 
+/// A client that sends its request and then shuts down its sending side (`nc -N`,
+/// `shutdown(SHUT_WR)`) still gets the whole answer, as from Python: for a file, for a
+/// listing (rendered off the connection's task) and for a CGI script, with and without
+/// `Connection: close`, and for two pipelined requests.
+#[test]
+fn half_closed_clients_get_their_answers() {
+    use std::io::{Read, Write};
+    let fx = Fixture::new();
+    let server = fx.serve(&["--cgi"]);
+    let half_closed = |request: &[u8]| {
+        let mut stream = server.connect();
+        stream.write_all(request).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        // The answer, then the server's close (a read timeout would fail here).
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).unwrap();
+        out
+    };
+    for (target, marker) in [
+        (&b"/a.txt"[..], &b"alpha\n"[..]),
+        (b"/sub/", b"<a href=\"b.txt\">b.txt</a>"),
+        (b"/cgi-bin/h/env", b"REQUEST_METHOD=GET"),
+    ] {
+        for request in [
+            get(target),
+            [b"GET ", target, b" HTTP/1.1\r\nHost: x\r\n\r\n"].concat(),
+            [b"GET ", target, b" HTTP/1.0\r\n\r\n"].concat(),
+        ] {
+            let raw = half_closed(&request);
+            let what = shown(&request);
+            assert!(!raw.is_empty(), "no answer to a half-closed {what}");
+            let res = Response::parse(&raw);
+            assert_eq!(res.status, 200, "{what}");
+            assert!(contains(&res.body, marker), "{what}: {}", res.text());
+        }
+    }
+    // Two pipelined requests, then the half-close: both answered.
+    let one = [&b"GET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n"[..]].concat();
+    let raw = half_closed(
+        &[
+            one.as_slice(),
+            b"GET /cgi-bin/h/env HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+        .concat(),
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert!(text.contains("REQUEST_METHOD=GET"), "{text}");
+    assert_alive(&server);
+}
+
 /// CGI: traversal out of the script directory, hidden scripts, links out of the root,
 /// httpoxy, `_` headers, argv from the query, every spelling of a script path (never
 /// its bytes), reflected script names escaped and logged escaped.

@@ -216,7 +216,11 @@ pub async fn serve<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
+    // half_close: a client that shuts down its sending side after a request (`nc -N`)
+    // still gets the answer, as from Python. hyper then no longer treats that EOF as the
+    // client leaving; a client that really left is noticed when a write fails.
     http.timer(TokioTimer::new())
+        .half_close(true)
         .keep_alive(options.keep_alive)
         .header_read_timeout(options.header_read_timeout)
         .max_buf_size(options.max_header_bytes)
