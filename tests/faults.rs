@@ -269,3 +269,140 @@ fn a_thousand_idle_keep_alive_connections_cost_under_50_mib() {
     );
     assert_eq!(server.get("/a.txt").status, 200);
 }
+
+/// A child process killed (and reaped) when dropped, for tests that need its pipes.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `httpserve 0 -b 127.0.0.1 -d DIR ARGS…` with stdout drained (the banner's port
+/// returned) and stderr a pipe left to the caller.
+fn spawn_with_stderr_pipe(dir: &std::path::Path, args: &[&str]) -> (Child, u16) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = Child(
+        Command::new(common::binary())
+            .args(["0", "-b", "127.0.0.1", "-d"])
+            .arg(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    let banner = rx.recv_timeout(common::TIMEOUT).unwrap();
+    let port = banner
+        .split(" port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the banner {banner:?}"));
+    (child, port)
+}
+
+/// Sends `count` pipelined requests for missing files on `stream` and waits for all their
+/// (404) answers, each batch within `within`.
+fn pipelined_404s(stream: &mut TcpStream, count: usize, within: Duration) {
+    const BATCH: usize = 100;
+    let page_end = b"</html>\n";
+    let mut sent = 0;
+    while sent < count {
+        let batch = BATCH.min(count - sent);
+        let requests: String = (sent..sent + batch)
+            .map(|i| format!("GET /missing-{i} HTTP/1.1\r\nHost: x\r\n\r\n"))
+            .collect();
+        let started = Instant::now();
+        stream.write_all(requests.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut answered = 0;
+        while answered < batch {
+            let n = match stream.read(&mut buf) {
+                Ok(0) => panic!("closed after {} answers", sent + answered),
+                Ok(n) => n,
+                Err(e) => panic!(
+                    "request {} not answered within {within:?} ({e}): the server waits on its log",
+                    sent + answered
+                ),
+            };
+            got.extend_from_slice(&buf[..n]);
+            answered = got
+                .windows(page_end.len())
+                .filter(|w| w == page_end)
+                .count();
+        }
+        assert!(got.starts_with(b"HTTP/1.1 404"));
+        assert!(
+            started.elapsed() < within,
+            "a batch took {:?}",
+            started.elapsed()
+        );
+        sent += batch;
+    }
+}
+
+#[test]
+fn a_stderr_nobody_reads_never_stops_serving_and_drops_are_counted() {
+    let _serial = one_at_a_time();
+    let d = fixture();
+    let (mut child, port) = spawn_with_stderr_pipe(d.path(), &[]);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let within = Duration::from_secs(3);
+    stream.set_read_timeout(Some(within)).unwrap();
+    stream.set_write_timeout(Some(within)).unwrap();
+    // Each 404 logs two lines (`code 404, message …` and the access line): 12,000 lines,
+    // ~850 KB, far past a 64 KiB pipe and the server's log queue.
+    const REQUESTS: usize = 6000;
+    pipelined_404s(&mut stream, REQUESTS, within);
+    drop(stream);
+
+    // Now read the log: every line is either there or counted as dropped, and shutdown
+    // flushes what was queued.
+    let mut stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = Vec::new();
+        let _ = stderr.read_to_end(&mut log);
+        let _ = tx.send(log);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let log = rx
+        .recv_timeout(common::TIMEOUT)
+        .expect("stderr was not closed after shutdown");
+    let log = String::from_utf8_lossy(&log);
+    let mut dropped = 0;
+    let mut written = 0;
+    for line in log.lines() {
+        if let Some(rest) = line.strip_prefix("httpserve: WARN httpserve: ") {
+            let count = rest.strip_suffix(" log lines dropped: stderr did not keep up");
+            dropped += count
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("unexpected warning {line:?}"));
+        } else if line.contains("\" 404 -") || line.contains("code 404, message File not found") {
+            written += 1;
+        }
+    }
+    eprintln!("{written} log lines written, {dropped} dropped and counted");
+    assert!(dropped > 0, "nothing dropped: {written} lines written");
+    assert_eq!(written + dropped, 2 * REQUESTS, "lines lost uncounted");
+}

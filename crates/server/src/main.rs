@@ -9,6 +9,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Serve a directory over HTTP, like `python3 -m http.server`, faster and safe to leave running.
@@ -239,7 +240,7 @@ fn close_inherited_fds_on_exec() {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
-    init_logging();
+    let _log = init_logging();
     let root = match &cli.directory {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
@@ -411,17 +412,70 @@ async fn shutdown_signal() {
     }
 }
 
+/// Log lines queued for stderr at most; past it lines are dropped and counted (at ~100
+/// bytes a line, about 1 MiB).
+const LOG_QUEUE_LINES: usize = 8192;
+
 /// Access lines go to stderr exactly as Python writes them; other events get a level and
 /// target. `RUST_LOG` filters (default `info`), e.g. `RUST_LOG=httpserve::access=off`.
-fn init_logging() {
+///
+/// Serving never waits on stderr (a pipe nobody reads would stop the server): lines go
+/// through a bounded queue to a writer thread; when it is full they are dropped and counted,
+/// and the count is logged once the writer gets going again. Dropping the returned guard
+/// flushes the queue, waiting about a second at most.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let dropped = Arc::new(OnceLock::new());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("httpserve-log")
+        .finish(DropReporting {
+            out: std::io::BufWriter::new(std::io::stderr()),
+            dropped: dropped.clone(),
+            reported: 0,
+        });
+    let _ = dropped.set(writer.error_counter());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(false)
         .event_format(PythonFormat)
         .init();
+    guard
+}
+
+/// The log writer thread's output: before each line, the count of lines dropped since the
+/// last report, if any. Buffered: the writer thread flushes after each batch it drains.
+struct DropReporting<W> {
+    out: W,
+    dropped: Arc<OnceLock<tracing_appender::non_blocking::ErrorCounter>>,
+    reported: usize,
+}
+
+impl<W: Write> Write for DropReporting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    /// The writer thread's call, once per line.
+    fn write_all(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let dropped = self.dropped.get().map_or(0, |c| c.dropped_lines());
+        if dropped > self.reported {
+            writeln!(
+                self.out,
+                "httpserve: WARN httpserve: {} log lines dropped: stderr did not keep up",
+                dropped - self.reported
+            )?;
+            self.reported = dropped;
+        }
+        self.out.write_all(line)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Formats access-log events as the bare message (Python's line) and others as
