@@ -406,3 +406,93 @@ fn a_stderr_nobody_reads_never_stops_serving_and_drops_are_counted() {
     assert!(dropped > 0, "nothing dropped: {written} lines written");
     assert_eq!(written + dropped, 2 * REQUESTS, "lines lost uncounted");
 }
+
+/// A directory of `entries` empty files with long names, whose listing takes a while to
+/// render.
+fn big_directory(root: &std::path::Path, entries: usize) {
+    let dir = root.join("big");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..entries {
+        std::fs::File::create(dir.join(format!("entry-with-a-long-name-{i:08}.txt"))).unwrap();
+    }
+}
+
+/// Sends SIGTERM (or SIGINT) to `pid`.
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn shutdown_ends_at_the_grace_deadline_while_listings_render() {
+    let _serial = one_at_a_time();
+    let d = fixture();
+    big_directory(d.path(), 30_000);
+    let mut server = Server::serve(d.path(), &["--shutdown-grace", "1"]);
+    // Listings render on tokio's blocking pool, which a runtime's drop waits for. The
+    // clients never read, so every one also keeps its connection in flight.
+    let clients: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = server.connect();
+            s.write_all(b"GET /big/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    send_signal(server.pid(), "TERM");
+    let code = server.wait_exit();
+    let took = started.elapsed();
+    eprintln!("exited after {took:?}");
+    assert_eq!(code, Some(0));
+    assert!(
+        took < Duration::from_millis(2500),
+        "--shutdown-grace 1, but the process took {took:?} to exit"
+    );
+    drop(clients);
+}
+
+#[test]
+fn a_second_signal_ends_the_process_at_once() {
+    let _serial = one_at_a_time();
+    let d = fixture();
+    // Sparse: a response far larger than the socket buffers.
+    let file = std::fs::File::create(d.path().join("large.bin")).unwrap();
+    file.set_len(64 * 1024 * 1024).unwrap();
+    drop(file);
+    for (first, second, status) in [
+        ("TERM", "TERM", 143),
+        ("INT", "TERM", 143),
+        ("TERM", "INT", 130),
+    ] {
+        let mut server = Server::serve(d.path(), &["--shutdown-grace", "60"]);
+        // A client that never reads keeps its response in flight: the graceful shutdown
+        // would wait the whole grace period for it.
+        let mut stalled = server.connect();
+        stalled
+            .write_all(b"GET /large.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        send_signal(server.pid(), first);
+        std::thread::sleep(Duration::from_millis(300));
+        // Still finishing the response, not accepting new connections.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
+        let state = stat.rsplit(')').next().unwrap().trim_start();
+        assert!(!state.starts_with('Z'), "exited on the first signal");
+        let started = Instant::now();
+        send_signal(server.pid(), second);
+        let code = server.wait_exit();
+        let took = started.elapsed();
+        assert_eq!(code, Some(status), "SIG{first} then SIG{second}");
+        assert!(
+            took < Duration::from_secs(1),
+            "SIG{first} then SIG{second}: exited after {took:?}"
+        );
+        drop(stalled);
+    }
+}

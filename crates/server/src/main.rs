@@ -159,7 +159,7 @@ fn main() -> ExitCode {
         }
     };
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("httpserve: error: {message}");
             ExitCode::FAILURE
@@ -239,7 +239,7 @@ fn close_inherited_fds_on_exec() {
     }
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
+fn run(cli: &Cli) -> Result<ExitCode, String> {
     let _log = init_logging();
     let root = match &cli.directory {
         Some(dir) => dir.clone(),
@@ -281,7 +281,8 @@ fn run(cli: &Cli) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
+        let mut signals = Signals::new().map_err(|e| format!("cannot watch signals: {e}"))?;
         let listener = bind(addr, cli.port).map_err(|e| {
             let shown = addr.map_or_else(|| String::from("all interfaces"), |a| a.to_string());
             format!("cannot listen on {shown} port {}: {e}", cli.port)
@@ -365,9 +366,27 @@ fn run(cli: &Cli) -> Result<(), String> {
             .max_header_bytes(usize::try_from(cli.max_header_bytes).unwrap_or(usize::MAX))
             .max_headers(usize::try_from(cli.max_headers).unwrap_or(10_000))
             .grace_period(Duration::from_secs(cli.shutdown_grace));
-        serve(listener, service, options, shutdown_signal()).await;
-        Ok(())
-    })
+        let (first_signal, shutdown) = tokio::sync::oneshot::channel::<()>();
+        let serving = serve(listener, service, options, async {
+            let _ = shutdown.await;
+        });
+        let signals = async {
+            if signals.next().await == Signal::Interrupt {
+                println!("\nKeyboard interrupt received, exiting.");
+            }
+            let _ = first_signal.send(());
+            signals.next().await
+        };
+        tokio::select! {
+            () = serving => Ok(ExitCode::SUCCESS),
+            second = signals => Ok(ExitCode::from(second.exit_status())),
+        }
+    });
+    // Connection tasks still there (after a second signal) are dropped by the workers at
+    // once; work on the blocking pool (a listing being rendered) cannot be cancelled, and
+    // is not waited for past this.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 /// A literal IP address, or a host name resolved to its first address (as Python's
@@ -389,26 +408,45 @@ fn resolve_host(host: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("cannot resolve bind address '{host}': no addresses"))
 }
 
-/// Resolves on Ctrl-C (printing Python's message) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            println!("\nKeyboard interrupt received, exiting.");
-        } else {
-            std::future::pending::<()>().await;
+/// SIGINT (Ctrl-C) and SIGTERM: the first starts a graceful shutdown, a second one ends
+/// the process at once.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    /// The shell's status for a process this signal ended: 128 + its number.
+    fn exit_status(self) -> u8 {
+        match self {
+            Signal::Interrupt => 130,
+            Signal::Terminate => 143,
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            Some(()) = self.interrupt.recv() => Signal::Interrupt,
+            Some(()) = self.terminate.recv() => Signal::Terminate,
+            else => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
 

@@ -199,7 +199,9 @@ fn with_reason_phrase<B>(mut res: http::Response<B>) -> http::Response<B> {
 
 /// Serves `service` (an axum `Router`, or [`HttpServe::into_service`](crate::HttpServe::into_service))
 /// on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
-/// responses finish within the grace period. Each request carries axum's
+/// responses finish within the grace period; at its end the remaining connections are
+/// closed and `serve` returns. (Work on tokio's blocking pool, which cannot be cancelled,
+/// is not waited for: see `Runtime::shutdown_timeout`.) Each request carries axum's
 /// `ConnectInfo<SocketAddr>` and httpserve's `LocalAddr` extensions.
 pub async fn serve<S, B>(
     listener: TcpListener,
@@ -226,6 +228,8 @@ pub async fn serve<S, B>(
         .max_buf_size(options.max_header_bytes)
         .max_headers(options.max_headers);
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so those still running at the grace deadline can be dropped.
+    let mut connections = tokio::task::JoinSet::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -265,7 +269,9 @@ pub async fn serve<S, B>(
             .map_response(with_reason_phrase);
         let connection = graceful
             .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
-        tokio::spawn(async move {
+        // Finished tasks are reaped here, so the set holds about what runs.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("connection from {peer}: {e}");
             }
@@ -279,4 +285,6 @@ pub async fn serve<S, B>(
             tracing::warn!("grace period over; closing the remaining connections");
         }
     }
+    // Dropping a connection's task closes it and drops its response (a CGI script with it).
+    connections.shutdown().await;
 }
