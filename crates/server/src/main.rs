@@ -39,6 +39,12 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     header_timeout: u64,
 
+    /// seconds a response may make no write progress (a client that stopped reading)
+    /// before its connection is dropped
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
+    send_timeout: u64,
+
     /// seconds a request body (to a CGI script) may stall before the request is dropped
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
@@ -283,6 +289,8 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let result = runtime.block_on(async move {
         let mut signals = Signals::new().map_err(|e| format!("cannot watch signals: {e}"))?;
+        #[cfg(target_env = "gnu")]
+        tokio::spawn(return_freed_memory());
         let listener = bind(addr, cli.port).map_err(|e| {
             let shown = addr.map_or_else(|| String::from("all interfaces"), |a| a.to_string());
             format!("cannot listen on {shown} port {}: {e}", cli.port)
@@ -362,6 +370,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         let options = ServeOptions::default()
             .keep_alive(keep_alive)
             .header_read_timeout(Duration::from_secs(cli.header_timeout))
+            .send_timeout(Duration::from_secs(cli.send_timeout))
             .max_connections(usize::try_from(cli.max_connections).unwrap_or(usize::MAX))
             .max_header_bytes(usize::try_from(cli.max_header_bytes).unwrap_or(usize::MAX))
             .max_headers(usize::try_from(cli.max_headers).unwrap_or(10_000))
@@ -378,15 +387,27 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             signals.next().await
         };
         tokio::select! {
-            () = serving => Ok(ExitCode::SUCCESS),
-            second = signals => Ok(ExitCode::from(second.exit_status())),
+            () = serving => Ok(None),
+            second = signals => Ok(Some(second)),
         }
     });
-    // Connection tasks still there (after a second signal) are dropped by the workers at
-    // once; work on the blocking pool (a listing being rendered) cannot be cancelled, and
-    // is not waited for past this.
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    result
+    // Work on the blocking pool (a listing being rendered) cannot be cancelled and is not
+    // waited for. `serve` has dropped every connection by its deadline; after a second
+    // signal the workers drop them now (their CGI scripts killed), given a moment for it.
+    match result {
+        Ok(None) => {
+            runtime.shutdown_background();
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Some(second)) => {
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            Ok(ExitCode::from(second.exit_status()))
+        }
+        Err(e) => {
+            runtime.shutdown_background();
+            Err(e)
+        }
+    }
 }
 
 /// A literal IP address, or a host name resolved to its first address (as Python's
@@ -406,6 +427,50 @@ fn resolve_host(host: &str) -> Result<IpAddr, String> {
         .next()
         .map(|a| a.ip())
         .ok_or_else(|| format!("cannot resolve bind address '{host}': no addresses"))
+}
+
+#[cfg(target_env = "gnu")]
+/// Freed memory glibc's allocator may gain before it is handed back to the kernel.
+const FREED_MEMORY_KEPT: usize = 16 << 20;
+
+#[cfg(target_env = "gnu")]
+/// glibc keeps freed memory in its arenas for reuse and rarely gives it back: after a burst
+/// of connections (each holding file chunks and buffers) RSS would stay at its peak. Every
+/// second, if the freed memory held has grown by more than [`FREED_MEMORY_KEPT`] since the
+/// last trim, `malloc_trim` returns it to the kernel (on the blocking pool: it walks the
+/// heap). Cheap when nothing changed: one `mallinfo2` call.
+async fn return_freed_memory() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut after_last_trim = freed_memory_held();
+    loop {
+        tick.tick().await;
+        let held = freed_memory_held();
+        after_last_trim = after_last_trim.min(held);
+        if held > after_last_trim + FREED_MEMORY_KEPT {
+            let _ = tokio::task::spawn_blocking(trim_freed_memory).await;
+            after_last_trim = freed_memory_held();
+        }
+    }
+}
+
+#[cfg(target_env = "gnu")]
+/// Bytes in free chunks of glibc's arenas (trimmed or not).
+#[allow(unsafe_code)]
+fn freed_memory_held() -> usize {
+    // SAFETY: mallinfo2 takes no arguments and only reads the allocator's statistics,
+    // under its own locks; the struct is returned by value.
+    unsafe { libc::mallinfo2() }.fordblks
+}
+
+#[cfg(target_env = "gnu")]
+#[allow(unsafe_code)]
+fn trim_freed_memory() {
+    // SAFETY: malloc_trim only gives free pages of the heap back to the kernel (madvise),
+    // under the allocator's locks; no memory in use is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM: the first starts a graceful shutdown, a second one ends

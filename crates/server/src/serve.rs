@@ -17,8 +17,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -32,6 +35,7 @@ pub struct ServeOptions {
     max_connections: usize,
     max_header_bytes: usize,
     max_headers: usize,
+    send_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -43,6 +47,7 @@ impl Default for ServeOptions {
             max_connections: 8192,
             max_header_bytes: 96 * 1024,
             max_headers: 100,
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -80,6 +85,14 @@ impl ServeOptions {
     /// The most header fields a request may carry (default 100, as Python): past it, `431`.
     pub fn max_headers(mut self, max: usize) -> Self {
         self.max_headers = max;
+        self
+    }
+
+    /// How long a response may make no write progress before its connection is dropped
+    /// (default 60 s, as nginx's `send_timeout`): a client that stops reading holds its
+    /// connection and buffers no longer than this.
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
         self
     }
 
@@ -183,6 +196,107 @@ impl http_body::Body for IncomingBody {
     }
 }
 
+/// A connection whose writes fail with `TimedOut` once they have made no progress for
+/// `timeout`, so hyper drops a client that stopped reading. The timer is armed when a
+/// write or flush returns `Pending` and disarmed by any progress; it is registered with
+/// the same waker, so hyper is woken to see the error.
+#[derive(Debug)]
+struct SendTimeout<IO> {
+    io: IO,
+    timeout: Duration,
+    /// Boxed on first need: most connections never fill their socket buffer.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+impl<IO> SendTimeout<IO> {
+    fn new(io: IO, timeout: Duration) -> Self {
+        Self {
+            io,
+            timeout,
+            stall: None,
+            armed: false,
+        }
+    }
+
+    /// Passes on a write's result; a `Pending` one starts (or goes on with) the clock.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.armed = false;
+            return result;
+        }
+        if !self.armed {
+            self.armed = true;
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            match &mut self.stall {
+                Some(stall) => stall.as_mut().reset(deadline),
+                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let fired = self
+            .stall
+            .as_mut()
+            .is_some_and(|stall| stall.as_mut().poll(cx).is_ready());
+        if fired {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("send timeout: no write progress for {:?}", self.timeout),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for SendTimeout<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for SendTimeout<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, result)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(cx, result)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
 /// Status codes without a standard reason phrase (a CGI script's `299`) get the one the
 /// response carries, else `Unknown`, instead of hyper's `<none>`.
 fn with_reason_phrase<B>(mut res: http::Response<B>) -> http::Response<B> {
@@ -267,6 +381,7 @@ pub async fn serve<S, B>(
                 req
             })
             .map_response(with_reason_phrase);
+        let stream = SendTimeout::new(stream, options.send_timeout);
         let connection = graceful
             .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         // Finished tasks are reaped here, so the set holds about what runs.
@@ -287,4 +402,47 @@ pub async fn serve<S, B>(
     }
     // Dropping a connection's task closes it and drops its response (a CGI script with it).
     connections.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_write_stalled_past_the_send_timeout_fails_and_progress_resets_the_clock() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let timeout = Duration::from_millis(150);
+        let mut conn = SendTimeout::new(near, timeout);
+        let data = vec![7u8; 64 * 1024];
+        // A reader that takes 1 KiB every 50 ms: slow, but never stalled for 150 ms.
+        let started = tokio::time::Instant::now();
+        tokio::join!(
+            async {
+                conn.write_all(&data[..8 * 1024]).await.unwrap();
+                conn.flush().await.unwrap();
+            },
+            async {
+                let mut buf = [0u8; 1024];
+                let mut got = 0;
+                while got < 8 * 1024 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    got += far.read(&mut buf).await.unwrap();
+                }
+            }
+        );
+        assert!(
+            started.elapsed() > timeout,
+            "the slow reader was never slow"
+        );
+        // Now nobody reads: the write fails once the timeout passes, not before.
+        let stalled = tokio::time::Instant::now();
+        let err = conn.write_all(&data).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let waited = stalled.elapsed();
+        assert!(
+            waited >= timeout && waited < timeout * 4,
+            "failed after {waited:?}"
+        );
+    }
 }
