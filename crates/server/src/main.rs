@@ -429,16 +429,16 @@ fn resolve_host(host: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("cannot resolve bind address '{host}': no addresses"))
 }
 
-#[cfg(target_env = "gnu")]
 /// Freed memory glibc's allocator may gain before it is handed back to the kernel.
+#[cfg(target_env = "gnu")]
 const FREED_MEMORY_KEPT: usize = 16 << 20;
 
-#[cfg(target_env = "gnu")]
 /// glibc keeps freed memory in its arenas for reuse and rarely gives it back: after a burst
 /// of connections (each holding file chunks and buffers) RSS would stay at its peak. Every
 /// second, if the freed memory held has grown by more than [`FREED_MEMORY_KEPT`] since the
 /// last trim, `malloc_trim` returns it to the kernel (on the blocking pool: it walks the
 /// heap). Cheap when nothing changed: one `mallinfo2` call.
+#[cfg(target_env = "gnu")]
 async fn return_freed_memory() {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -454,8 +454,8 @@ async fn return_freed_memory() {
     }
 }
 
-#[cfg(target_env = "gnu")]
 /// Bytes in free chunks of glibc's arenas (trimmed or not).
+#[cfg(target_env = "gnu")]
 #[allow(unsafe_code)]
 fn freed_memory_held() -> usize {
     // SAFETY: mallinfo2 takes no arguments and only reads the allocator's statistics,
@@ -463,6 +463,7 @@ fn freed_memory_held() -> usize {
     unsafe { libc::mallinfo2() }.fordblks
 }
 
+/// Hands the free pages of glibc's heap back to the kernel.
 #[cfg(target_env = "gnu")]
 #[allow(unsafe_code)]
 fn trim_freed_memory() {

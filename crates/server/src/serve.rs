@@ -3,7 +3,8 @@
 //! axum's `serve` has no knobs for keep-alive or header timeouts, so httpserve drives
 //! hyper's HTTP/1 connections itself: `TCP_NODELAY` on every connection (a keep-alive
 //! client otherwise stalls ~40 ms per request on delayed ACKs), keep-alive on or off,
-//! a header-read timeout, and a graceful shutdown bounded by a grace period.
+//! a header-read timeout, a send timeout (a client that stops reading is dropped), and a
+//! graceful shutdown bounded by a grace period.
 
 use axum::extract::ConnectInfo;
 use http::Request;
@@ -231,7 +232,11 @@ impl<IO> SendTimeout<IO> {
         }
         if !self.armed {
             self.armed = true;
-            let deadline = tokio::time::Instant::now() + self.timeout;
+            let now = tokio::time::Instant::now();
+            // A timeout too large to add is as good as none (tokio caps far deadlines).
+            let deadline = now
+                .checked_add(self.timeout)
+                .unwrap_or_else(|| now + Duration::from_secs(366 * 24 * 3600));
             match &mut self.stall {
                 Some(stall) => stall.as_mut().reset(deadline),
                 None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
