@@ -1191,6 +1191,12 @@ fn half_closed_clients_get_their_answers() {
             assert!(contains(&res.body, marker), "{what}: {}", res.text());
         }
     }
+    // A POST whose body is complete before the half-close: the script reads all of it.
+    let raw =
+        half_closed(b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    let res = Response::parse(&raw);
+    assert_eq!(res.status, 200);
+    assert!(res.text().starts_with("len=5\n"), "{}", res.text());
     // Two pipelined requests, then the half-close: both answered.
     let one = [&b"GET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n"[..]].concat();
     let raw = half_closed(
