@@ -931,6 +931,56 @@ fn request_line_and_header_limits() {
     assert_alive(&small);
 }
 
+/// Python reads each header line with `readline(65537)`: a line (name, `": "`, value, CRLF)
+/// over 65,536 bytes is `431 Line too long`, even under `--max-header-bytes`; one of
+/// exactly 65,536 bytes is fine. The answer is Python's page and closes the connection.
+#[test]
+fn a_header_line_over_64_kib_is_a_431_as_python() {
+    let fx = Fixture::new();
+    let server = fx.serve(&[]);
+    let line = |len: usize| {
+        let value = "v".repeat(len - "X-Foo: \r\n".len());
+        format!("X-Foo: {value}\r\n").into_bytes()
+    };
+    let res = check(&server, &fx, &req(b"GET", b"/a.txt", &line(65_536)), &[200]);
+    assert_eq!(res.body, b"alpha\n");
+    for len in [65_537, 70_000] {
+        // No `Connection: close` in the request: the server closes on its own.
+        let request = [
+            &b"GET /a.txt HTTP/1.1\r\nHost: x\r\n"[..],
+            &line(len),
+            b"\r\n",
+        ]
+        .concat();
+        let start = Instant::now();
+        let res = check(&server, &fx, &request, &[431]);
+        assert!(start.elapsed() < Duration::from_secs(5), "not closed");
+        assert_eq!(res.header("connection"), Some("close"));
+        assert_eq!(res.header("content-type"), Some("text/html;charset=utf-8"));
+        let page = res.text();
+        assert!(page.contains("<p>Message: Line too long.</p>"), "{page}");
+        assert!(
+            page.contains(
+                "<p>Error code explanation: 431 - got more than 65536 bytes when reading header line.</p>"
+            ),
+            "{page}"
+        );
+        // Python's page for this error is 355 bytes.
+        assert_eq!(res.body.len(), 355);
+    }
+    // HEAD: the same status and length, no body.
+    let res = check(
+        &server,
+        &fx,
+        &req(b"HEAD", b"/a.txt", &line(65_537)),
+        &[431],
+    );
+    assert_eq!(res.header("content-length"), Some("355"));
+    assert!(res.body.is_empty());
+    assert!(server.wait_for_stderr("code 431, message Line too long"));
+    assert_alive(&server);
+}
+
 /// Conflicting or invalid framing (RFC 9112 §6): each request gets one answer and the
 /// connection is closed, so the request smuggled behind it is never answered.
 #[test]
@@ -1102,6 +1152,63 @@ fn host_must_be_present_once_and_valid() {
     }
     // HTTP/1.0 may omit it.
     check(&server, &fx, b"GET /a.txt HTTP/1.0\r\n\r\n", &[200]);
+    assert_alive(&server);
+}
+
+/// A client that sends its request and then shuts down its sending side (`nc -N`,
+/// `shutdown(SHUT_WR)`) still gets the whole answer, as from Python: for a file, for a
+/// listing (rendered off the connection's task) and for a CGI script, with and without
+/// `Connection: close`, and for two pipelined requests.
+#[test]
+fn half_closed_clients_get_their_answers() {
+    use std::io::{Read, Write};
+    let fx = Fixture::new();
+    let server = fx.serve(&["--cgi"]);
+    let half_closed = |request: &[u8]| {
+        let mut stream = server.connect();
+        stream.write_all(request).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        // The answer, then the server's close (a read timeout would fail here).
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).unwrap();
+        out
+    };
+    for (target, marker) in [
+        (&b"/a.txt"[..], &b"alpha\n"[..]),
+        (b"/sub/", b"<a href=\"b.txt\">b.txt</a>"),
+        (b"/cgi-bin/h/env", b"REQUEST_METHOD=GET"),
+    ] {
+        for request in [
+            get(target),
+            [b"GET ", target, b" HTTP/1.1\r\nHost: x\r\n\r\n"].concat(),
+            [b"GET ", target, b" HTTP/1.0\r\n\r\n"].concat(),
+        ] {
+            let raw = half_closed(&request);
+            let what = shown(&request);
+            assert!(!raw.is_empty(), "no answer to a half-closed {what}");
+            let res = Response::parse(&raw);
+            assert_eq!(res.status, 200, "{what}");
+            assert!(contains(&res.body, marker), "{what}: {}", res.text());
+        }
+    }
+    // A POST whose body is complete before the half-close: the script reads all of it.
+    let raw =
+        half_closed(b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    let res = Response::parse(&raw);
+    assert_eq!(res.status, 200);
+    assert!(res.text().starts_with("len=5\n"), "{}", res.text());
+    // Two pipelined requests, then the half-close: both answered.
+    let one = [&b"GET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n"[..]].concat();
+    let raw = half_closed(
+        &[
+            one.as_slice(),
+            b"GET /cgi-bin/h/env HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+        .concat(),
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert!(text.contains("REQUEST_METHOD=GET"), "{text}");
     assert_alive(&server);
 }
 

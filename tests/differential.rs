@@ -704,5 +704,18 @@ fn edge_cases() {
     diff.check("POST", "/no_index/", &[], unsupported);
     diff.check("DELETE", "/nope", &[], unsupported);
 
+    // One header line (name, ": ", value, CRLF) of exactly 65,536 bytes is read; one byte
+    // more is Python's `431 Line too long` page.
+    let value = |line: usize| "v".repeat(line - "X-Foo: \r\n".len());
+    diff.check("GET", "/a.txt", &[("X-Foo", &value(65_536))], ok);
+    for line in [65_537, 70_000] {
+        diff.check(
+            "GET",
+            "/a.txt",
+            &[("X-Foo", &value(line))],
+            Expect::Status(431),
+        );
+    }
+
     finish(&diff, 60);
 }

@@ -28,6 +28,12 @@ impl<'a> ErrorPage<'a> {
         }
     }
 
+    /// Replaces the explanation, as Python's `send_error(code, message, explain)` does.
+    pub fn explanation(mut self, explain: &'a str) -> Self {
+        self.explain = explain;
+        self
+    }
+
     /// Renders the page, escaping the message (it may reflect request data).
     pub fn render_html(&self) -> String {
         let message = html_escape::encode_text(self.message);

@@ -193,11 +193,10 @@ impl HttpServe {
                 self.server_header
                     .map(|value| SetResponseHeaderLayer::overriding(header::SERVER, value)),
             )
-            // RFC 9112 §3.2: one syntactically valid Host, or 400.
-            .option_layer(
-                self.validate_host
-                    .then(|| ValidateRequestHeaderLayer::custom(HostCheck::default())),
-            )
+            // Python's header-line limit (431), and RFC 9112 §3.2: one valid Host, or 400.
+            .layer(ValidateRequestHeaderLayer::custom(RequestCheck::new(
+                self.validate_host,
+            )))
             // Outside CGI, so a script's output with validators gets 304 too.
             .layer(ConditionalLayer::new())
             .layer(cgi)
@@ -213,29 +212,44 @@ impl HttpServe {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Validates `Host` in front of the conditional layer, answering with Python's page.
-struct HostCheck<B>(std::marker::PhantomData<fn() -> B>);
+/// The longest header line Python reads (`http.client._MAXLINE`): name, `": "`, value and
+/// CRLF. Longer lines get Python's `431 Line too long`.
+pub const MAX_HEADER_LINE: usize = 65536;
 
-impl<B> Default for HostCheck<B> {
-    fn default() -> Self {
-        Self(std::marker::PhantomData)
+/// Checks what every request must satisfy before any layer works on it, answering with
+/// Python's pages: no header line over [`MAX_HEADER_LINE`] (`431`), and (when validating
+/// hosts) one valid `Host` (`400`).
+struct RequestCheck<B> {
+    validate_host: bool,
+    _body: std::marker::PhantomData<fn() -> B>,
+}
+
+impl<B> RequestCheck<B> {
+    fn new(validate_host: bool) -> Self {
+        Self {
+            validate_host,
+            _body: std::marker::PhantomData,
+        }
     }
 }
 
-impl<B> Clone for HostCheck<B> {
+impl<B> Clone for RequestCheck<B> {
     fn clone(&self) -> Self {
-        Self::default()
+        Self::new(self.validate_host)
     }
 }
 
-impl<ReqBody, B> tower_http::validate_request::ValidateRequest<ReqBody> for HostCheck<B> {
+impl<ReqBody, B> tower_http::validate_request::ValidateRequest<ReqBody> for RequestCheck<B> {
     type ResponseBody = http_body_util::Either<B, httpserve_core::PageBody>;
 
     fn validate(
         &mut self,
         req: &mut http::Request<ReqBody>,
     ) -> Result<(), http::Response<Self::ResponseBody>> {
-        if valid_host(req) {
+        if has_overlong_header_line(req.headers()) {
+            return Err(line_too_long(req.method()).map(http_body_util::Either::Right));
+        }
+        if !self.validate_host || valid_host(req) {
             return Ok(());
         }
         Err(httpserve_core::error_response(
@@ -245,6 +259,42 @@ impl<ReqBody, B> tower_http::validate_request::ValidateRequest<ReqBody> for Host
         )
         .map(http_body_util::Either::Right))
     }
+}
+
+/// Whether a header line, as sent (`name: value\r\n`), is longer than Python reads.
+fn has_overlong_header_line(headers: &http::HeaderMap) -> bool {
+    headers
+        .iter()
+        .any(|(name, value)| name.as_str().len() + value.len() + 4 > MAX_HEADER_LINE)
+}
+
+/// Python's `send_error(431, "Line too long", "got more than 65536 bytes when reading
+/// header line")`, closing the connection as hyper does for its own `431`s. Rare, so
+/// rendered each time rather than cached.
+fn line_too_long(method: &http::Method) -> http::Response<httpserve_core::PageBody> {
+    const MESSAGE: &str = "Line too long";
+    let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    let html = httpserve_core::ErrorPage::new(status, MESSAGE)
+        .explanation("got more than 65536 bytes when reading header line")
+        .render_html();
+    let length = HeaderValue::from(html.len());
+    let body = if method == http::Method::HEAD {
+        bytes::Bytes::new()
+    } else {
+        bytes::Bytes::from(html)
+    };
+    let mut res = http::Response::new(httpserve_core::PageBody::new(body));
+    *res.status_mut() = status;
+    res.extensions_mut()
+        .insert(httpserve_core::ErrorMessage(MESSAGE.into()));
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html;charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, length);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// Whether a request has what RFC 9112 §3.2 requires: exactly one `Host` that is a

@@ -9,6 +9,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Serve a directory over HTTP, like `python3 -m http.server`, faster and safe to leave running.
@@ -37,6 +38,12 @@ struct Cli {
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
     header_timeout: u64,
+
+    /// seconds a response may make no write progress (a client that stopped reading)
+    /// before its connection is dropped
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
+    send_timeout: u64,
 
     /// seconds a request body (to a CGI script) may stall before the request is dropped
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
@@ -158,7 +165,7 @@ fn main() -> ExitCode {
         }
     };
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("httpserve: error: {message}");
             ExitCode::FAILURE
@@ -238,8 +245,8 @@ fn close_inherited_fds_on_exec() {
     }
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
-    init_logging();
+fn run(cli: &Cli) -> Result<ExitCode, String> {
+    let _log = init_logging();
     let root = match &cli.directory {
         Some(dir) => dir.clone(),
         None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
@@ -280,7 +287,10 @@ fn run(cli: &Cli) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
+        let mut signals = Signals::new().map_err(|e| format!("cannot watch signals: {e}"))?;
+        #[cfg(target_env = "gnu")]
+        tokio::spawn(return_freed_memory());
         let listener = bind(addr, cli.port).map_err(|e| {
             let shown = addr.map_or_else(|| String::from("all interfaces"), |a| a.to_string());
             format!("cannot listen on {shown} port {}: {e}", cli.port)
@@ -360,13 +370,44 @@ fn run(cli: &Cli) -> Result<(), String> {
         let options = ServeOptions::default()
             .keep_alive(keep_alive)
             .header_read_timeout(Duration::from_secs(cli.header_timeout))
+            .send_timeout(Duration::from_secs(cli.send_timeout))
             .max_connections(usize::try_from(cli.max_connections).unwrap_or(usize::MAX))
             .max_header_bytes(usize::try_from(cli.max_header_bytes).unwrap_or(usize::MAX))
             .max_headers(usize::try_from(cli.max_headers).unwrap_or(10_000))
             .grace_period(Duration::from_secs(cli.shutdown_grace));
-        serve(listener, service, options, shutdown_signal()).await;
-        Ok(())
-    })
+        let (first_signal, shutdown) = tokio::sync::oneshot::channel::<()>();
+        let serving = serve(listener, service, options, async {
+            let _ = shutdown.await;
+        });
+        let signals = async {
+            if signals.next().await == Signal::Interrupt {
+                println!("\nKeyboard interrupt received, exiting.");
+            }
+            let _ = first_signal.send(());
+            signals.next().await
+        };
+        tokio::select! {
+            () = serving => Ok(None),
+            second = signals => Ok(Some(second)),
+        }
+    });
+    // Work on the blocking pool (a listing being rendered) cannot be cancelled and is not
+    // waited for. `serve` has dropped every connection by its deadline; after a second
+    // signal the workers drop them now (their CGI scripts killed), given a moment for it.
+    match result {
+        Ok(None) => {
+            runtime.shutdown_background();
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Some(second)) => {
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            Ok(ExitCode::from(second.exit_status()))
+        }
+        Err(e) => {
+            runtime.shutdown_background();
+            Err(e)
+        }
+    }
 }
 
 /// A literal IP address, or a host name resolved to its first address (as Python's
@@ -388,40 +429,157 @@ fn resolve_host(host: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("cannot resolve bind address '{host}': no addresses"))
 }
 
-/// Resolves on Ctrl-C (printing Python's message) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            println!("\nKeyboard interrupt received, exiting.");
-        } else {
-            std::future::pending::<()>().await;
+/// Freed memory glibc's allocator may gain before it is handed back to the kernel.
+#[cfg(target_env = "gnu")]
+const FREED_MEMORY_KEPT: usize = 16 << 20;
+
+/// glibc keeps freed memory in its arenas for reuse and rarely gives it back: after a burst
+/// of connections (each holding file chunks and buffers) RSS would stay at its peak. Every
+/// second, if the freed memory held has grown by more than [`FREED_MEMORY_KEPT`] since the
+/// last trim, `malloc_trim` returns it to the kernel (on the blocking pool: it walks the
+/// heap). Cheap when nothing changed: one `mallinfo2` call.
+#[cfg(target_env = "gnu")]
+async fn return_freed_memory() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut after_last_trim = freed_memory_held();
+    loop {
+        tick.tick().await;
+        let held = freed_memory_held();
+        after_last_trim = after_last_trim.min(held);
+        if held > after_last_trim + FREED_MEMORY_KEPT {
+            let _ = tokio::task::spawn_blocking(trim_freed_memory).await;
+            after_last_trim = freed_memory_held();
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
 
+/// Bytes in free chunks of glibc's arenas (trimmed or not).
+#[cfg(target_env = "gnu")]
+#[allow(unsafe_code)]
+fn freed_memory_held() -> usize {
+    // SAFETY: mallinfo2 takes no arguments and only reads the allocator's statistics,
+    // under its own locks; the struct is returned by value.
+    unsafe { libc::mallinfo2() }.fordblks
+}
+
+/// Hands the free pages of glibc's heap back to the kernel.
+#[cfg(target_env = "gnu")]
+#[allow(unsafe_code)]
+fn trim_freed_memory() {
+    // SAFETY: malloc_trim only gives free pages of the heap back to the kernel (madvise),
+    // under the allocator's locks; no memory in use is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM: the first starts a graceful shutdown, a second one ends
+/// the process at once.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    /// The shell's status for a process this signal ended: 128 + its number.
+    fn exit_status(self) -> u8 {
+        match self {
+            Signal::Interrupt => 130,
+            Signal::Terminate => 143,
+        }
+    }
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            Some(()) = self.interrupt.recv() => Signal::Interrupt,
+            Some(()) = self.terminate.recv() => Signal::Terminate,
+            else => std::future::pending().await,
+        }
+    }
+}
+
+/// Log lines queued for stderr at most; past it lines are dropped and counted (at ~100
+/// bytes a line, about 1 MiB).
+const LOG_QUEUE_LINES: usize = 8192;
+
 /// Access lines go to stderr exactly as Python writes them; other events get a level and
 /// target. `RUST_LOG` filters (default `info`), e.g. `RUST_LOG=httpserve::access=off`.
-fn init_logging() {
+///
+/// Serving never waits on stderr (a pipe nobody reads would stop the server): lines go
+/// through a bounded queue to a writer thread; when it is full they are dropped and counted,
+/// and the count is logged once the writer gets going again. Dropping the returned guard
+/// flushes the queue, waiting about a second at most.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let dropped = Arc::new(OnceLock::new());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("httpserve-log")
+        .finish(DropReporting {
+            out: std::io::BufWriter::new(std::io::stderr()),
+            dropped: dropped.clone(),
+            reported: 0,
+        });
+    let _ = dropped.set(writer.error_counter());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(false)
         .event_format(PythonFormat)
         .init();
+    guard
+}
+
+/// The log writer thread's output: before each line, the count of lines dropped since the
+/// last report, if any. Buffered: the writer thread flushes after each batch it drains.
+struct DropReporting<W> {
+    out: W,
+    dropped: Arc<OnceLock<tracing_appender::non_blocking::ErrorCounter>>,
+    reported: usize,
+}
+
+impl<W: Write> Write for DropReporting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    /// The writer thread's call, once per line.
+    fn write_all(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let dropped = self.dropped.get().map_or(0, |c| c.dropped_lines());
+        if dropped > self.reported {
+            writeln!(
+                self.out,
+                "httpserve: WARN httpserve: {} log lines dropped: stderr did not keep up",
+                dropped - self.reported
+            )?;
+            self.reported = dropped;
+        }
+        self.out.write_all(line)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Formats access-log events as the bare message (Python's line) and others as

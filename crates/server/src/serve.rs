@@ -3,7 +3,8 @@
 //! axum's `serve` has no knobs for keep-alive or header timeouts, so httpserve drives
 //! hyper's HTTP/1 connections itself: `TCP_NODELAY` on every connection (a keep-alive
 //! client otherwise stalls ~40 ms per request on delayed ACKs), keep-alive on or off,
-//! a header-read timeout, and a graceful shutdown bounded by a grace period.
+//! a header-read timeout, a send timeout (a client that stops reading is dropped), and a
+//! graceful shutdown bounded by a grace period.
 
 use axum::extract::ConnectInfo;
 use http::Request;
@@ -17,8 +18,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -32,6 +36,7 @@ pub struct ServeOptions {
     max_connections: usize,
     max_header_bytes: usize,
     max_headers: usize,
+    send_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -43,6 +48,7 @@ impl Default for ServeOptions {
             max_connections: 8192,
             max_header_bytes: 96 * 1024,
             max_headers: 100,
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -80,6 +86,14 @@ impl ServeOptions {
     /// The most header fields a request may carry (default 100, as Python): past it, `431`.
     pub fn max_headers(mut self, max: usize) -> Self {
         self.max_headers = max;
+        self
+    }
+
+    /// How long a response may make no write progress before its connection is dropped
+    /// (default 60 s, as nginx's `send_timeout`): a client that stops reading holds its
+    /// connection and buffers no longer than this.
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
         self
     }
 
@@ -183,6 +197,111 @@ impl http_body::Body for IncomingBody {
     }
 }
 
+/// A connection whose writes fail with `TimedOut` once they have made no progress for
+/// `timeout`, so hyper drops a client that stopped reading. The timer is armed when a
+/// write or flush returns `Pending` and disarmed by any progress; it is registered with
+/// the same waker, so hyper is woken to see the error.
+#[derive(Debug)]
+struct SendTimeout<IO> {
+    io: IO,
+    timeout: Duration,
+    /// Boxed on first need: most connections never fill their socket buffer.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+impl<IO> SendTimeout<IO> {
+    fn new(io: IO, timeout: Duration) -> Self {
+        Self {
+            io,
+            timeout,
+            stall: None,
+            armed: false,
+        }
+    }
+
+    /// Passes on a write's result; a `Pending` one starts (or goes on with) the clock.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.armed = false;
+            return result;
+        }
+        if !self.armed {
+            self.armed = true;
+            let now = tokio::time::Instant::now();
+            // A timeout too large to add is as good as none (tokio caps far deadlines).
+            let deadline = now
+                .checked_add(self.timeout)
+                .unwrap_or_else(|| now + Duration::from_secs(366 * 24 * 3600));
+            match &mut self.stall {
+                Some(stall) => stall.as_mut().reset(deadline),
+                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let fired = self
+            .stall
+            .as_mut()
+            .is_some_and(|stall| stall.as_mut().poll(cx).is_ready());
+        if fired {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("send timeout: no write progress for {:?}", self.timeout),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for SendTimeout<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for SendTimeout<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, result)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(cx, result)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
 /// Status codes without a standard reason phrase (a CGI script's `299`) get the one the
 /// response carries, else `Unknown`, instead of hyper's `<none>`.
 fn with_reason_phrase<B>(mut res: http::Response<B>) -> http::Response<B> {
@@ -199,7 +318,9 @@ fn with_reason_phrase<B>(mut res: http::Response<B>) -> http::Response<B> {
 
 /// Serves `service` (an axum `Router`, or [`HttpServe::into_service`](crate::HttpServe::into_service))
 /// on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
-/// responses finish within the grace period. Each request carries axum's
+/// responses finish within the grace period; at its end the remaining connections are
+/// closed and `serve` returns. (Work on tokio's blocking pool, which cannot be cancelled,
+/// is not waited for: see `Runtime::shutdown_timeout`.) Each request carries axum's
 /// `ConnectInfo<SocketAddr>` and httpserve's `LocalAddr` extensions.
 pub async fn serve<S, B>(
     listener: TcpListener,
@@ -216,12 +337,18 @@ pub async fn serve<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
+    // half_close: a client that shuts down its sending side after a request (`nc -N`)
+    // still gets the answer, as from Python. hyper then no longer treats that EOF as the
+    // client leaving; a client that really left is noticed when a write fails.
     http.timer(TokioTimer::new())
+        .half_close(true)
         .keep_alive(options.keep_alive)
         .header_read_timeout(options.header_read_timeout)
         .max_buf_size(options.max_header_bytes)
         .max_headers(options.max_headers);
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so those still running at the grace deadline can be dropped.
+    let mut connections = tokio::task::JoinSet::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -259,9 +386,12 @@ pub async fn serve<S, B>(
                 req
             })
             .map_response(with_reason_phrase);
+        let stream = SendTimeout::new(stream, options.send_timeout);
         let connection = graceful
             .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
-        tokio::spawn(async move {
+        // Finished tasks are reaped here, so the set holds about what runs.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("connection from {peer}: {e}");
             }
@@ -274,5 +404,50 @@ pub async fn serve<S, B>(
         () = tokio::time::sleep(options.grace_period) => {
             tracing::warn!("grace period over; closing the remaining connections");
         }
+    }
+    // Dropping a connection's task closes it and drops its response (a CGI script with it).
+    connections.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_write_stalled_past_the_send_timeout_fails_and_progress_resets_the_clock() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let timeout = Duration::from_millis(150);
+        let mut conn = SendTimeout::new(near, timeout);
+        let data = vec![7u8; 64 * 1024];
+        // A reader that takes 1 KiB every 50 ms: slow, but never stalled for 150 ms.
+        let started = tokio::time::Instant::now();
+        tokio::join!(
+            async {
+                conn.write_all(&data[..8 * 1024]).await.unwrap();
+                conn.flush().await.unwrap();
+            },
+            async {
+                let mut buf = [0u8; 1024];
+                let mut got = 0;
+                while got < 8 * 1024 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    got += far.read(&mut buf).await.unwrap();
+                }
+            }
+        );
+        assert!(
+            started.elapsed() > timeout,
+            "the slow reader was never slow"
+        );
+        // Now nobody reads: the write fails once the timeout passes, not before.
+        let stalled = tokio::time::Instant::now();
+        let err = conn.write_all(&data).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let waited = stalled.elapsed();
+        assert!(
+            waited >= timeout && waited < timeout * 4,
+            "failed after {waited:?}"
+        );
     }
 }

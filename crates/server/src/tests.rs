@@ -142,3 +142,26 @@ async fn host_must_be_present_single_and_valid_for_http_1_1() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_header_line_over_python_s_limit_is_a_431_for_library_users_too() {
+    let d = fixture();
+    // Host checks off: the line limit holds regardless.
+    let app = HttpServe::new(d.path())
+        .validate_host(false)
+        .into_router::<()>();
+    let with_line = |len: usize| {
+        let value = "v".repeat(len - "X-Foo: \r\n".len());
+        Request::get("/top.txt")
+            .header("x-foo", value)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let res = app.clone().oneshot(with_line(65_536)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.oneshot(with_line(65_537)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(res.headers()["connection"], "close");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("Message: Line too long."));
+}
