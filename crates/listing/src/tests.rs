@@ -29,10 +29,11 @@ async fn request(
     let (parts, body) = res.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     // The length is sent before the page is rendered: it must be the page's.
-    if method == Method::GET && parts.status == StatusCode::OK {
-        if let Some(len) = parts.headers.get("content-length") {
-            assert_eq!(len.to_str().unwrap(), bytes.len().to_string(), "{uri}");
-        }
+    if method == Method::GET
+        && parts.status == StatusCode::OK
+        && let Some(len) = parts.headers.get("content-length")
+    {
+        assert_eq!(len.to_str().unwrap(), bytes.len().to_string(), "{uri}");
     }
     (
         parts.status,
