@@ -43,16 +43,17 @@ impl Version {
         }
     }
 
-    /// Whether both timestamps are at least [`SETTLE`] old, so that any later change moves
-    /// one of them.
+    /// Whether the version is at least [`SETTLE`] old, so that any later change moves a
+    /// timestamp. Any change to a directory sets its ctime to the current time (an mtime
+    /// can be set to anything, even ahead, but that sets the ctime too), so the ctime's age
+    /// is the one that counts.
     fn settled(self, now: SystemTime) -> bool {
-        let newest = self.mtime.max(self.ctime);
-        let Ok(secs) = u64::try_from(newest.0) else {
+        let (Ok(secs), Ok(nanos)) = (u64::try_from(self.ctime.0), u32::try_from(self.ctime.1))
+        else {
             return true; // before 1970: old enough
         };
-        let nanos = u32::try_from(newest.1).unwrap_or(0);
-        let at = UNIX_EPOCH + Duration::new(secs, nanos);
-        now.duration_since(at).is_ok_and(|age| age >= SETTLE)
+        let changed = UNIX_EPOCH + Duration::new(secs, nanos);
+        now.duration_since(changed).is_ok_and(|age| age >= SETTLE)
     }
 }
 
@@ -343,5 +344,29 @@ impl DirKey {
             ino: metadata.ino(),
             href_prefix,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_settles_by_its_ctime_whatever_its_mtime() {
+        let now = SystemTime::now();
+        let secs = |t: SystemTime| i64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_secs());
+        let at = |mtime: SystemTime, ctime: SystemTime| Version {
+            mtime: (secs(mtime).unwrap(), 0),
+            ctime: (secs(ctime).unwrap(), 0),
+        };
+        let hour = Duration::from_secs(3600);
+        assert!(at(now - hour, now - hour).settled(now));
+        // Changed a moment ago, whatever the mtime says (`touch -d` sets the ctime too).
+        assert!(!at(now - hour, now).settled(now));
+        assert!(!at(now + hour, now).settled(now));
+        // An mtime set ahead an hour ago: the ctime says nothing changed since.
+        assert!(at(now + hour, now - hour).settled(now));
+        // A ctime ahead of the clock (it went back) is never trusted.
+        assert!(!at(now, now + hour).settled(now));
     }
 }
