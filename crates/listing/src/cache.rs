@@ -94,14 +94,23 @@ pub(crate) struct Listings {
     cache: Mutex<Cache>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Cache {
     map: HashMap<DirKey, Slot>,
     bytes: usize,
     clock: u64,
 }
 
-#[derive(Debug)]
+// Not every listing: there can be a thousand.
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("listings", &self.map.len())
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Slot {
     listing: Arc<DirListing>,
     bytes: usize,

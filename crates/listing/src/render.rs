@@ -89,7 +89,7 @@ pub(crate) enum ScanError {
 
 /// The visible entries of one read of a directory, unsorted, and the exact length of the
 /// `<li>` lines they render to.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Snapshot {
     names: Vec<u8>,
     entries: Vec<Listed>,
@@ -106,6 +106,17 @@ struct Listed {
     end: usize,
     is_dir: bool,
     is_link: bool,
+}
+
+// Not the names: there can be millions.
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("entries", &self.entries.len())
+            .field("has_links", &self.has_links)
+            .field("list_len", &self.list_len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Snapshot {

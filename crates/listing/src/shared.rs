@@ -5,12 +5,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 
 /// A value computed by one job for every request that joined before it was ready.
-#[derive(Debug)]
 pub(crate) struct Shared<T> {
     state: Mutex<State<T>>,
 }
 
-#[derive(Debug)]
 enum State<T> {
     /// No job: the next request to join starts one.
     Idle,
@@ -20,6 +18,19 @@ enum State<T> {
         running: bool,
     },
     Ready(T),
+}
+
+// Not the value itself: a page can be megabytes.
+impl<T> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            State::Idle => "idle",
+            State::Waiting { running: false, .. } => "queued",
+            State::Waiting { running: true, .. } => "running",
+            State::Ready(_) => "ready",
+        };
+        f.debug_struct("Shared").field("state", &state).finish()
+    }
 }
 
 /// What joining a [`Shared`] gave.
