@@ -344,3 +344,21 @@ async fn links_are_listed_fresh_and_never_cached() {
     assert!(page.contains(r#"<a href="link">link@</a>"#), "{page}");
     assert_eq!(layer.listings.cached().1, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_render_at_a_time_still_serves_everyone() {
+    let d = tempfile::tempdir().unwrap();
+    for dir in ["a", "b", "c"] {
+        std::fs::create_dir(d.path().join(dir)).unwrap();
+        std::fs::write(d.path().join(dir).join(format!("in-{dir}")), "").unwrap();
+    }
+    let layer = ListingLayer::new(d.path()).render_limit(1);
+    let (a, b, c) = tokio::join!(
+        request(&layer, Method::GET, "/a/"),
+        request(&layer, Method::GET, "/b/"),
+        request(&layer, Method::HEAD, "/c/"),
+    );
+    assert!(a.2.contains(r#"href="in-a""#));
+    assert!(b.2.contains(r#"href="in-b""#));
+    assert_eq!(c.0, StatusCode::OK);
+}
