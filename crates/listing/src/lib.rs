@@ -41,7 +41,7 @@
 //!   [`render_limit`](ListingLayer::render_limit) at a time; concurrent requests for one
 //!   directory version share one read and one page (a single [`Bytes`](bytes::Bytes)), and
 //!   the work stops within a few thousand entries once every request that wanted it is gone;
-//! * pages of settled directories (both timestamps over a second old, no symlinks listed)
+//! * pages of settled directories (ctime over a second old, no symlinks listed)
 //!   are cached by device, inode and nanosecond mtime and ctime, within
 //!   [`cache_budget`](ListingLayer::cache_budget) bytes; any change to the directory moves
 //!   its mtime or ctime, so a cached page is never stale. A directory changed within the
