@@ -618,3 +618,242 @@ fn stalled_readers_cost_under_128_kib_each_and_memory_returns_when_they_go() {
     );
     assert_eq!(server.get("/a.txt").status, 200);
 }
+
+/// The server's peak resident set size (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// The CPU time (user + system) the server has used.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the `(comm)` field: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on every Linux architecture.
+    Duration::from_millis(ticks * 10)
+}
+
+/// A directory of `count` entries (hard links to one empty file: quick to make and to
+/// remove), whose timestamps are left a second to settle (the listing cache's rule).
+fn huge_listing_fixture(count: usize, name_len: usize) -> tempfile::TempDir {
+    let d = fixture();
+    let big = d.path().join("big");
+    std::fs::create_dir(&big).unwrap();
+    // A new file every 50,000 links: ext4 allows 65,000 links per inode.
+    let mut source = big.clone();
+    for i in 0..count {
+        let name = big.join(format!("entry-{i:06}{:x<pad$}", "", pad = name_len - 12));
+        if i % 50_000 == 0 {
+            std::fs::write(&name, "").unwrap();
+            source = name;
+        } else {
+            std::fs::hard_link(&source, name).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    d
+}
+
+/// Reads `count` bodiless responses (HEAD, 304) from `s`, by the end of `deadline`;
+/// returns their status codes.
+fn read_bodiless(s: &mut TcpStream, count: usize, deadline: Instant) -> Vec<u16> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut statuses = Vec::new();
+    while statuses.len() < count && Instant::now() < deadline {
+        s.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10)),
+        ))
+        .unwrap();
+        let n = match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = Response::parse(&buf[..end + 4]);
+            assert!(
+                head.header("content-length") != Some("0") || head.status == 304,
+                "a HEAD without the listing's length"
+            );
+            statuses.push(head.status);
+            buf.drain(..end + 4);
+        }
+    }
+    statuses
+}
+
+/// The listing's `ETag`, from one `HEAD`.
+fn listing_etag(server: &Server, path: &str) -> String {
+    let res = server.request("HEAD", path, &[]);
+    assert_eq!(res.status, 200);
+    res.header("etag").unwrap().to_owned()
+}
+
+#[test]
+fn concurrent_heads_and_304s_of_a_huge_listing_cost_one_read() {
+    let _serial = one_at_a_time();
+    raise_own_fd_limit();
+    let d = huge_listing_fixture(100_000, 12);
+    let server = Server::serve(d.path(), &[]);
+    let etag = listing_etag(&server, "/big/");
+    let cpu_before = cpu_time(server.pid());
+    // 32 HEADs and 32 conditional GETs at once, each on its own connection.
+    let mut conns: Vec<(TcpStream, u16)> = (0..64)
+        .map(|i| {
+            let mut s = server.connect();
+            let (req, expect) = if i % 2 == 0 {
+                (String::from("HEAD /big/ HTTP/1.1\r\nHost: x\r\n\r\n"), 200)
+            } else {
+                let req = format!("GET /big/ HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n");
+                (req, 304)
+            };
+            s.write_all(req.as_bytes()).unwrap();
+            (s, expect)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (s, expect) in &mut conns {
+        assert_eq!(read_bodiless(s, 1, deadline), [*expect]);
+    }
+    let cpu = cpu_time(server.pid()) - cpu_before;
+    let peak = peak_rss_kib(server.pid());
+    eprintln!("64 concurrent HEADs/304s: {cpu:?} of CPU, peak RSS {peak} KiB");
+    // Before: each request read and rendered the 100,000 entries itself, all at once on
+    // the blocking pool (25 HEADs peaked at 545 MiB and 18 s of CPU in a debug build).
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+    assert!(cpu < Duration::from_secs(2), "{cpu:?} of CPU");
+    // The length the HEADs carried is the page's.
+    let page = server.get("/big/");
+    assert_eq!(page.listing_entries().len(), 100_000);
+    assert_eq!(
+        page.header("content-length"),
+        Some(page.body.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn pipelined_heads_and_304s_of_a_huge_listing_stay_cheap() {
+    let _serial = one_at_a_time();
+    let d = huge_listing_fixture(100_000, 12);
+    let server = Server::serve(d.path(), &[]);
+    let etag = listing_etag(&server, "/big/");
+    let cpu_before = cpu_time(server.pid());
+    // 16 connections × 40 pipelined requests, HEADs and conditional GETs alternating.
+    let pair = format!(
+        "HEAD /big/ HTTP/1.1\r\nHost: x\r\n\r\nGET /big/ HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n"
+    );
+    let mut conns: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = server.connect();
+            s.write_all(pair.repeat(20).as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let expected: Vec<u16> = [200, 304].repeat(20);
+    for s in &mut conns {
+        assert_eq!(read_bodiless(s, 40, deadline), expected);
+    }
+    let cpu = cpu_time(server.pid()) - cpu_before;
+    eprintln!("640 pipelined HEADs/304s: {cpu:?} of CPU");
+    // Before: 640 renders of 100,000 entries (91 s of CPU in a release build).
+    assert!(
+        cpu < Duration::from_secs(2),
+        "{cpu:?} of CPU for 640 requests"
+    );
+    assert!(peak_rss_kib(server.pid()) < 64 * 1024);
+}
+
+/// Sends `GET /big/`, waits (150 ms, or for the response head), then resets the
+/// connection (gone for good, not half-closed); returns the server's CPU time used in the
+/// second that follows.
+fn cpu_after_client_leaves(server: &Server, wait_for_head: bool) -> Duration {
+    let mut s = server.connect();
+    s.write_all(b"GET /big/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    if wait_for_head {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "no response head");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200 OK"));
+    } else {
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+    std::thread::sleep(Duration::from_millis(150));
+    let before = cpu_time(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    cpu_time(server.pid()) - before
+}
+
+#[test]
+fn a_client_that_leaves_mid_listing_stops_the_work() {
+    let _serial = one_at_a_time();
+    // Long names: a read and a render of these take long enough to leave in the middle.
+    let d = huge_listing_fixture(100_000, 120);
+    let server = Server::serve(d.path(), &[]);
+    // Gone while the directory is read: before, the page was still rendered to the end.
+    let reading = cpu_after_client_leaves(&server, false);
+    // Gone once the head arrived, while the page is rendered.
+    let rendering = cpu_after_client_leaves(&server, true);
+    eprintln!("after the client left: {reading:?} (reading), {rendering:?} (rendering) of CPU");
+    for (when, cpu) in [("reading", reading), ("rendering", rendering)] {
+        assert!(
+            cpu < Duration::from_millis(150),
+            "the server kept working {cpu:?} for a client that left while {when}"
+        );
+    }
+    assert_eq!(server.get("/a.txt").status, 200);
+}
+
+#[test]
+fn a_cached_listing_is_never_stale() {
+    let _serial = one_at_a_time();
+    let d = huge_listing_fixture(100_000, 12);
+    let server = Server::serve(d.path(), &[]);
+    let first = server.get("/big/");
+    assert_eq!(first.listing_entries().len(), 100_000);
+    // Served again from the one cached page: cheap whatever the directory's size.
+    let cpu_before = cpu_time(server.pid());
+    for _ in 0..10 {
+        assert_eq!(server.get("/big/").body, first.body);
+    }
+    let cpu = cpu_time(server.pid()) - cpu_before;
+    eprintln!("10 GETs of a cached 100,000-entry listing: {cpu:?} of CPU");
+    assert!(cpu < Duration::from_secs(1), "{cpu:?} of CPU for 10 GETs");
+    // A change shows at once: an entry added, then one removed, each in the next request.
+    std::fs::write(d.path().join("big/added"), "").unwrap();
+    let added = server.get("/big/");
+    assert!(added.text().contains(r#"<a href="added">added</a>"#));
+    assert_eq!(added.listing_entries().len(), 100_001);
+    let head = server.request("HEAD", "/big/", &[]);
+    assert_eq!(
+        head.header("content-length"),
+        Some(added.body.len().to_string().as_str())
+    );
+    std::fs::remove_file(d.path().join("big/entry-000007")).unwrap();
+    let removed = server.get("/big/");
+    assert!(!removed.text().contains("entry-000007"));
+    assert_eq!(removed.listing_entries().len(), 100_000);
+}
