@@ -813,6 +813,48 @@ fn nothing_a_script_starts_outlives_its_request() {
     }
 }
 
+#[test]
+fn a_client_that_resets_the_connection_stops_a_silent_script_at_once() {
+    let d = fixture();
+    let drop_box = d.path().join("pids");
+    std::fs::create_dir(&drop_box).unwrap();
+    std::fs::set_permissions(&drop_box, std::fs::Permissions::from_mode(0o777)).unwrap();
+    write_script(
+        &d.path().join("cgi-bin/silent.sh"),
+        &format!(
+            "#!/bin/sh\necho $$ > {}/pid.tmp && mv {0}/pid.tmp {0}/pid\nexec sleep 60\n",
+            drop_box.display()
+        ),
+        0o755,
+    );
+    let server = cgi_server(d.path(), &[]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /cgi-bin/silent.sh HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid: u32 = loop {
+        if let Ok(pid) = std::fs::read_to_string(drop_box.join("pid")) {
+            break pid.trim().parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the script never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Gone for good (a reset, not a half-close, which would still be answered).
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+    let gone_by = Instant::now() + Duration::from_secs(3);
+    while pid_alive(pid) {
+        assert!(
+            Instant::now() < gone_by,
+            "script {pid} outlived its client by 3 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A Python CGI script that tries, as the scripts' user, to signal (signal 0: the
 /// permission check alone) and to read the environment of its parent, grandparent and
 /// great-grandparent (keeper, helper, server) and of every child of those, and reports

@@ -208,6 +208,55 @@ struct SendTimeout<IO> {
     /// Boxed on first need: most connections never fill their socket buffer.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
     armed: bool,
+    /// What the input side last showed while hyper was not reading it.
+    peer: PeerInput,
+}
+
+/// The client's input as seen without consuming it. With half-closes allowed, hyper does
+/// not read while a response is pending, so a client that reset the connection would go
+/// unnoticed until the next write, and its listing or CGI script would run on for nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerInput {
+    /// Nothing seen since hyper last read.
+    Quiet,
+    /// Bytes (a pipelined request) or an end of input (a half-close) wait there: nothing to
+    /// check again until hyper reads.
+    Waiting,
+}
+
+/// A transport that can tell, without consuming input, that the peer reset it.
+trait PeerReset {
+    /// Whether the peer reset the connection; otherwise the task is woken when input
+    /// arrives (data, end of input or a reset).
+    fn poll_peer_reset(&mut self, cx: &mut Context<'_>, peer: &mut PeerInput) -> bool;
+}
+
+impl PeerReset for tokio::net::TcpStream {
+    fn poll_peer_reset(&mut self, cx: &mut Context<'_>, peer: &mut PeerInput) -> bool {
+        if *peer == PeerInput::Waiting || self.poll_read_ready(cx).is_pending() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        match self.poll_peek(cx, &mut buf) {
+            Poll::Ready(Err(e)) => matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+            ),
+            Poll::Ready(Ok(_)) => {
+                *peer = PeerInput::Waiting;
+                false
+            }
+            Poll::Pending => false,
+        }
+    }
+}
+
+#[cfg(test)]
+impl PeerReset for tokio::io::DuplexStream {
+    fn poll_peer_reset(&mut self, _: &mut Context<'_>, _: &mut PeerInput) -> bool {
+        false
+    }
 }
 
 impl<IO> SendTimeout<IO> {
@@ -217,6 +266,7 @@ impl<IO> SendTimeout<IO> {
             timeout,
             stall: None,
             armed: false,
+            peer: PeerInput::Quiet,
         }
     }
 
@@ -262,11 +312,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for SendTimeout<IO> {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        this.peer = PeerInput::Quiet;
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for SendTimeout<IO> {
+impl<IO: AsyncWrite + PeerReset + Unpin> AsyncWrite for SendTimeout<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -293,6 +345,14 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for SendTimeout<IO> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // hyper flushes on every turn of its connection loop, also while it waits for a
+        // response: the one place to notice a client that reset the connection meanwhile.
+        if this.io.poll_peer_reset(cx, &mut this.peer) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the client reset the connection",
+            )));
+        }
         let result = Pin::new(&mut this.io).poll_flush(cx);
         this.watch(cx, result)
     }
