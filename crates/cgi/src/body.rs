@@ -58,7 +58,7 @@ pub(crate) struct ScriptGuard {
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     body_failure: Option<crate::run::BodyFailure>,
     child: Option<ScriptProcess>,
-    group: Option<Pid>,
+    group: Option<ScriptGroup>,
     stdin_task: Option<JoinHandle<()>>,
     name: Arc<str>,
     deadline: Instant,
@@ -72,11 +72,7 @@ impl ScriptGuard {
         name: Arc<str>,
         deadline: Instant,
     ) -> Self {
-        // The child leads its own process group (`process_group(0)`), so its pid is the pgid.
-        let group = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw);
+        let group = ScriptGroup::of(&child);
         Self {
             slot: None,
             body_failure: None,
@@ -168,9 +164,45 @@ impl Drop for ScriptGuard {
     }
 }
 
+/// The process group a script leads (its pid is the group's number), to kill everything in
+/// it at once. The number is safe to signal only while the script is unreaped: a helper's
+/// keeper reaps its script as soon as it exits, after which the number could be reused, so
+/// for such a script its pidfd is signalled first, and the group only if that worked.
+#[derive(Debug, Clone)]
+pub(crate) struct ScriptGroup {
+    pgid: Pid,
+    /// The script's pidfd when it is not the server's own child.
+    leader: Option<Arc<std::os::fd::OwnedFd>>,
+}
+
+impl ScriptGroup {
+    pub(crate) fn of(process: &ScriptProcess) -> Option<Self> {
+        let pgid = Pid::from_raw(i32::try_from(process.id()?).ok()?);
+        let leader = match process {
+            // The server's own child: unreaped until the server waits for it.
+            ScriptProcess::Direct(_) => None,
+            ScriptProcess::Helper(child) => Some(child.pidfd()),
+        };
+        Some(Self { pgid, leader })
+    }
+
+    /// Kills the script and its process group.
+    pub(crate) fn kill(&self) {
+        if let Some(leader) = &self.leader
+            && rustix::process::pidfd_send_signal(&**leader, rustix::process::Signal::KILL).is_err()
+        {
+            // Reaped: the number may be another group's now. What the script left is
+            // killed by its keeper when the request ends.
+            return;
+        }
+        // ESRCH just means everything in it is already gone.
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+    }
+}
+
 /// Kills a process group when dropped, unless disarmed.
 #[derive(Debug)]
-struct GroupKiller(Option<Pid>);
+struct GroupKiller(Option<ScriptGroup>);
 
 impl GroupKiller {
     fn disarm(&mut self) {
@@ -181,8 +213,7 @@ impl GroupKiller {
 impl Drop for GroupKiller {
     fn drop(&mut self) {
         if let Some(group) = self.0.take() {
-            // ESRCH just means everything in it is already gone.
-            let _ = killpg(group, Signal::SIGKILL);
+            group.kill();
         }
     }
 }

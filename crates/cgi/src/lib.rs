@@ -268,9 +268,9 @@ impl CgiConfig {
 
     /// Starts scripts through `spawner`'s helper processes (see [`Spawner::start`]) instead
     /// of forking the server for each one: each script then runs under a keeper that kills
-    /// whatever it leaves behind when its request is over. Scripts it cannot hand over (the
-    /// helpers gone, a huge environment) are started directly, in a session and process
-    /// group of their own.
+    /// whatever it leaves behind when its request is over. A script no helper can take
+    /// (all stuck, or being replaced) gets `503`. Without a spawner, scripts are started
+    /// directly, each in a session and process group of its own.
     pub fn spawner(mut self, spawner: Spawner) -> Self {
         self.spawner = Some(spawner);
         self

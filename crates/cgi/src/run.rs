@@ -3,7 +3,7 @@
 //! client.
 
 use crate::CgiConfig;
-use crate::body::{CgiBody, ScriptGuard, ScriptProcess, after};
+use crate::body::{CgiBody, ScriptGroup, ScriptGuard, ScriptProcess, after};
 use crate::env::{EnvInput, build_env};
 use crate::head::{find_head_end, parse_head};
 use crate::progress::Progress;
@@ -127,6 +127,14 @@ where
     drop(spool_budget);
     let started = match started {
         Ok(started) => started,
+        Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+            tracing::error!(target: "httpserve::cgi", script = %script.display_name, "cannot run CGI script: {e}");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "No CGI script can be started now",
+                &method,
+            );
+        }
         Err(e) => {
             // ENOEXEC, EACCES, …: say so in the log, never show the script to the client.
             tracing::error!(target: "httpserve::cgi", script = %script.display_name, "cannot run CGI script: {e}");
@@ -145,10 +153,7 @@ where
     } = started;
     // Set (and the script's group killed) when the client's body fails to arrive whole.
     let body_failure: BodyFailure = Arc::default();
-    let group = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(nix::unistd::Pid::from_raw);
+    let group = ScriptGroup::of(&child);
     // Body in, output out: either counts as the script not being idle.
     let progress = Progress::new();
     let stdin_task = match (body, stdin) {
@@ -466,7 +471,7 @@ pub(crate) type BodyFailure = Arc<std::sync::OnceLock<StatusCode>>;
 struct BodyPump {
     idle: std::time::Duration,
     expected: u64,
-    group: Option<nix::unistd::Pid>,
+    group: Option<ScriptGroup>,
     failure: BodyFailure,
     progress: Progress,
 }
@@ -476,8 +481,8 @@ impl BodyPump {
     /// upload for a whole one, so its process group is killed before stdin closes.
     fn fail(&self, status: StatusCode) {
         let _ = self.failure.set(status);
-        if let Some(group) = self.group {
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        if let Some(group) = &self.group {
+            group.kill();
         }
     }
 }
@@ -632,8 +637,14 @@ async fn start_script(
                 });
             }
             Err(Some(e)) => return Err(e),
-            // The helper could not take it: start it here.
-            Err(None) => {}
+            // No helper could take it now (all stuck, or being replaced). Started here it
+            // would run without a keeper, and what it leaves behind would outlive it.
+            Err(None) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ResourceBusy,
+                    "no CGI spawner helper is available",
+                ));
+            }
         }
     }
     let mut cmd = Command::new(&script.program);

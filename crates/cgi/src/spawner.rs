@@ -49,8 +49,9 @@ use tokio::io::Interest;
 use tokio::net::UnixStream;
 
 /// The largest request the helper takes: the program, arguments and environment of one
-/// script. Bigger ones (a request with hundreds of KiB of headers) are started by the server.
-const MAX_REQUEST: usize = 192 * 1024;
+/// script. Twice what Linux lets `execve` take by default (a quarter of an 8 MiB stack),
+/// so only a script that could not start anyway is refused (`E2BIG`).
+const MAX_REQUEST: usize = 4 * 1024 * 1024;
 
 /// The descriptors that go with a request: the script's stdin, stdout and stderr, and the
 /// write end of the pipe that gets its wait status.
@@ -152,9 +153,9 @@ impl Spawner {
     }
 
     /// Starts `request` with `stdio` (stdin, stdout, stderr) as its standard streams.
-    /// An error from the keeper's spawn (no such file, not executable) comes back as it
-    /// would from `Command::spawn`; `Err(None)` means no helper could be asked (all gone,
-    /// all stuck, or the request too big) and the caller should start the script itself.
+    /// An error from the keeper's spawn (no such file, not executable, an environment too
+    /// big) comes back as it would from `Command::spawn`; `Err(None)` means no helper could
+    /// be asked (all gone or stuck): nothing was started.
     pub(crate) async fn spawn(
         &self,
         request: &SpawnRequest<'_>,
@@ -162,7 +163,9 @@ impl Spawner {
     ) -> Result<HelperChild, Option<io::Error>> {
         let bytes = request.encode();
         if bytes.len() > MAX_REQUEST {
-            return Err(None);
+            return Err(Some(io::Error::from_raw_os_error(
+                rustix::io::Errno::TOOBIG.raw_os_error(),
+            )));
         }
         let (status_read, status_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| Some(e.into()))?;
@@ -173,7 +176,7 @@ impl Spawner {
         // reads its reply, and the next request never reads another's. Bounded, so a
         // helper that stops answering holds neither the request nor its descriptors.
         let exchange = tokio::spawn(async move {
-            let (slot, helper) = spawner.pick().ok_or_else(|| {
+            let (slot, helper) = spawner.pick_soon().await.ok_or_else(|| {
                 Exchange::NotSent(io::Error::other("every CGI spawner helper is gone"))
             })?;
             let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no answer in time");
@@ -198,12 +201,27 @@ impl Spawner {
         match reply {
             Reply::Started { pid, pidfd } => Ok(HelperChild {
                 pid,
-                pidfd,
+                pidfd: Arc::new(pidfd),
                 status: tokio::net::unix::pipe::Receiver::from_owned_fd(status_read)
                     .map_err(Some)?,
                 reaped: false,
             }),
             Reply::Failed(errno) => Err(Some(io::Error::from_raw_os_error(errno))),
+        }
+    }
+
+    /// A working helper and its slot, waiting for a dead one's replacement if none works
+    /// (at most [`RESTART_INTERVAL`]); `None` when none can be had.
+    async fn pick_soon(&self) -> Option<(usize, Arc<Helper>)> {
+        let until = Instant::now() + RESTART_INTERVAL + Duration::from_millis(100);
+        loop {
+            if let Some(picked) = self.pick() {
+                return Some(picked);
+            }
+            if self.inner.launcher.is_none() || Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -574,7 +592,7 @@ impl<'a> SpawnRequest<'a> {
 #[derive(Debug)]
 pub(crate) struct HelperChild {
     pid: u32,
-    pidfd: OwnedFd,
+    pidfd: Arc<OwnedFd>,
     status: tokio::net::unix::pipe::Receiver,
     reaped: bool,
 }
@@ -582,6 +600,11 @@ pub(crate) struct HelperChild {
 impl HelperChild {
     pub(crate) fn id(&self) -> u32 {
         self.pid
+    }
+
+    /// The script's pidfd: signals through it never reach another process.
+    pub(crate) fn pidfd(&self) -> Arc<OwnedFd> {
+        self.pidfd.clone()
     }
 
     /// Waits until the helper has reaped the script, and returns its exit status.
@@ -599,7 +622,7 @@ impl Drop for HelperChild {
     fn drop(&mut self) {
         if !self.reaped {
             // ESRCH: it has exited already.
-            let _ = rustix::process::pidfd_send_signal(&self.pidfd, Signal::KILL);
+            let _ = rustix::process::pidfd_send_signal(&*self.pidfd, Signal::KILL);
         }
     }
 }
@@ -748,7 +771,7 @@ mod tests {
         let (status_read, status_write) = pipe();
         let mut child = HelperChild {
             pid: script.id(),
-            pidfd: rustix::process::pidfd_open(pid, PidfdFlags::empty()).unwrap(),
+            pidfd: Arc::new(rustix::process::pidfd_open(pid, PidfdFlags::empty()).unwrap()),
             status: tokio::net::unix::pipe::Receiver::from_owned_fd(status_read).unwrap(),
             reaped: false,
         };

@@ -308,42 +308,74 @@ fn reap_exited_children() -> bool {
     }
 }
 
-/// Kills and reaps every process below the keeper: its children, and whatever each one
-/// leaves behind, which is re-parented to the keeper as its parent dies.
+/// Kills and reaps every process below the keeper. Each round kills the whole tree as it
+/// stands, down to the leaves, so a chain that adds levels below as fast as its top is
+/// killed cannot outrun it; a process forked during a round has a parent in the tree, dead
+/// by the next round, and so shows up then as the keeper's child. Ends when the keeper has
+/// no child left.
 fn kill_all_children() {
-    // Each round kills every current child; a process forked meanwhile is a child of one
-    // of them and comes up in the next round. Bounded, in case the kernel lists none.
-    for _ in 0..10_000 {
-        for pid in children() {
+    loop {
+        for pid in descendants() {
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }
+        // Wait for one to end (ECHILD: nothing is left), then reap all that have.
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(_) | Err(Errno::INTR) => {}
-            // ECHILD: nothing is left.
             Err(_) => return,
         }
+        if !reap_exited_children() {
+            return;
+        }
     }
+}
+
+/// Every process below the keeper, parents before their children.
+fn descendants() -> Vec<Pid> {
+    let mut found = children();
+    let mut next = 0;
+    while let Some(&parent) = found.get(next) {
+        found.extend(children_of(parent.as_raw_pid()));
+        next += 1;
+    }
+    found
 }
 
 /// The keeper's children, from `/proc/self/task/TID/children` (the keeper has one thread),
 /// else from every process's parent pid.
 fn children() -> Vec<Pid> {
-    let me = rustix::process::getpid();
-    let listed = std::fs::read_to_string(format!("/proc/self/task/{}/children", me.as_raw_pid()));
-    let pids: Vec<i32> = match listed {
-        Ok(list) => list
-            .split_ascii_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
-        Err(_) => std::fs::read_dir("/proc")
+    let me = rustix::process::getpid().as_raw_pid();
+    if std::fs::metadata(format!("/proc/{me}/task/{me}/children")).is_ok() {
+        children_of(me)
+    } else {
+        std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|&pid| parent_of(pid) == Some(me.as_raw_pid()))
-            .collect(),
+            .filter(|&pid| parent_of(pid) == Some(me))
+            .filter_map(Pid::from_raw)
+            .collect()
+    }
+}
+
+/// The children of every thread of `pid` (a child belongs to the thread that forked it).
+fn children_of(pid: i32) -> Vec<Pid> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
     };
-    pids.into_iter().filter_map(Pid::from_raw).collect()
+    let mut kids = Vec::new();
+    for task in tasks.flatten() {
+        let mut path = task.path();
+        path.push("children");
+        if let Ok(list) = std::fs::read_to_string(path) {
+            kids.extend(
+                list.split_ascii_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .filter_map(Pid::from_raw),
+            );
+        }
+    }
+    kids
 }
 
 /// The parent pid `/proc/PID/stat` gives.
