@@ -24,6 +24,7 @@
 //! other helpers, or the server itself, start the scripts. A script whose request reached a
 //! helper that then failed is answered `500`, never started a second time.
 
+mod exec;
 mod helper;
 
 pub use helper::serve;

@@ -1,17 +1,19 @@
-//! The helper's side of the spawner: receive requests, start each script under a keeper
-//! process of its own, and reap the keepers.
+//! The helper's side of the spawner: receive requests, and start each script under a
+//! keeper.
 //!
 //! A helper runs as the server's user (root, when scripts change user), so the scripts'
 //! user can neither signal nor ptrace it; it leaves the server's session at start, so
-//! nothing it starts has a controlling terminal. For each script it forks a *keeper*: a
-//! child subreaper in a new session that starts the script (as the scripts' user), replies
-//! to the server with the script's pid and pidfd, writes the script's wait status into the
-//! status pipe, and kills every process the script left behind — a background child, a
-//! double fork, a `setsid` daemon — once the server closes that pipe (the request is over:
-//! answered, abandoned, timed out, or the server gone). Orphans of a script are re-parented
-//! to its keeper, not to init, so none can slip away.
+//! nothing it starts has a controlling terminal. It hands each request to a *keeper*, a
+//! process it forked (kept for reuse: at most [`IDLE_KEEPERS`] wait idle): a child
+//! subreaper in a session of its own that watches over one script at a time. The keeper
+//! starts the script (as the scripts' user), replies with the script's pid and pidfd,
+//! writes the script's wait status into the status pipe, and kills every process the
+//! script left behind — a background child, a double fork, a `setsid` daemon — once the
+//! server closes that pipe (the request is over: answered, abandoned, timed out, or the
+//! server gone). Orphans of a script are re-parented to its keeper, not to init, so none
+//! can slip away; only then does the keeper take the next script.
 
-use super::{MAX_REQUEST, REQUEST_FDS, Reply, SpawnRequest};
+use super::{MAX_REQUEST, REPLY_LEN, REQUEST_FDS, Reply, SpawnRequest};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::net::{
@@ -22,22 +24,34 @@ use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
+
+/// Idle keepers a helper keeps for the next scripts (forking one costs more than the
+/// `posix_spawn` of a script); past that, a keeper whose script is done exits.
+const IDLE_KEEPERS: usize = 8;
+
+/// What a keeper writes to its helper when its script's request is over and nothing of
+/// it is left: it is idle again.
+const DONE: u8 = b'd';
 
 /// Starts the scripts requested on `socket` until the server closes it. Runs in the helper
-/// process, on its only thread (each script's keeper is a `fork` of it).
+/// process, on its only thread (keepers are `fork`s of it).
 pub fn serve(socket: BorrowedFd<'_>) -> io::Result<()> {
     // Its memory holds requests (cookies, credentials): never dumped or ptraced.
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
     // Out of the server's session and away from its terminal (EPERM: already a leader).
     let _ = rustix::process::setsid();
+    // A keeper killed with its script still running leaves the script's processes here.
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     let mut keepers: Vec<Keeper> = Vec::new();
     let mut buf = vec![0u8; 4 + MAX_REQUEST];
     loop {
         let ready: Vec<bool> = {
             let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(&socket, PollFlags::IN))
-                .chain(keepers.iter().map(|k| PollFd::new(&k.pidfd, PollFlags::IN)))
+                .chain(
+                    keepers
+                        .iter()
+                        .map(|k| PollFd::new(&k.channel, PollFlags::IN)),
+                )
                 .collect();
             match rustix::event::poll(&mut fds, None) {
                 Ok(_) => {}
@@ -48,34 +62,141 @@ pub fn serve(socket: BorrowedFd<'_>) -> io::Result<()> {
         };
         // Backwards, so `swap_remove` only moves entries already looked at.
         for i in (0..keepers.len()).rev() {
-            if ready.get(i + 1) == Some(&true) {
-                keepers.swap_remove(i).reap();
+            if ready.get(i + 1) == Some(&true) && !keepers[i].hear() {
+                keepers.swap_remove(i).end();
+                kill_strays(&keepers);
+            }
+        }
+        while keepers.iter().filter(|k| !k.busy).count() > IDLE_KEEPERS {
+            if let Some(i) = keepers.iter().position(|k| !k.busy) {
+                keepers.swap_remove(i).end();
             }
         }
         if ready.first() == Some(&true) {
             let Some(Received { request, fds }) = receive(socket, &mut buf)? else {
                 return Ok(());
             };
-            let started = Script::take(request.as_deref(), fds)
-                .and_then(|script| fork_keeper(script, socket, &mut keepers));
-            // A keeper answers for the script it started; the helper only for failures.
-            if let Err(errno) = started {
-                send_reply(socket, Err(errno), None)?;
+            let outcome = match request {
+                Some(request) if fds.len() == REQUEST_FDS => {
+                    hand_over(&mut keepers, &request, &fds, socket)
+                }
+                _ => Err(Errno::INVAL.raw_os_error()),
+            };
+            drop(fds);
+            match outcome {
+                Ok((reply, pidfd)) => {
+                    send_raw_reply(socket, &reply, pidfd.as_ref().map(AsFd::as_fd))?
+                }
+                Err(errno) => send_reply(socket, Err(errno), None)?,
             }
         }
     }
 }
 
-/// A keeper the helper forked and has not reaped yet.
+/// A keeper the helper forked, and the helper's end of the socket pair they talk over.
 struct Keeper {
     pid: Pid,
-    pidfd: OwnedFd,
+    channel: OwnedFd,
+    /// Watching over a script (the helper waits for [`DONE`]).
+    busy: bool,
 }
 
 impl Keeper {
-    /// Reaps the keeper (its pidfd said it exited).
-    fn reap(self) {
-        let _ = rustix::process::waitpid(Some(self.pid), WaitOptions::NOHANG);
+    /// Forks a keeper. In the helper, returns it; in the keeper, never returns.
+    #[allow(unsafe_code)]
+    fn fork(keepers: &mut Vec<Keeper>, socket: BorrowedFd<'_>) -> Result<Self, i32> {
+        let (ours, theirs) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| e.raw_os_error())?;
+        // SAFETY: the helper process has one thread (`serve` runs on its main thread, and
+        // nothing else starts one), so the child may run ordinary code: it does not
+        // inherit a lock some other thread held.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                // Only its own channel: the others are their keepers' business.
+                keepers.clear();
+                drop(ours);
+                std::process::exit(keep_scripts(&theirs, socket));
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Self {
+                pid: Pid::from_raw(child.as_raw()).ok_or(Errno::SRCH.raw_os_error())?,
+                channel: ours,
+                busy: false,
+            }),
+            Err(e) => Err(e as i32),
+        }
+    }
+
+    /// Reads what the keeper said: `DONE` (true, it is idle again), or nothing because it
+    /// is gone (false).
+    fn hear(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match rustix::io::read(&self.channel, &mut byte) {
+            Ok(1) if byte[0] == DONE => {
+                self.busy = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Lets the keeper go (it exits when its channel closes) and reaps it.
+    fn end(self) {
+        let Self { pid, channel, .. } = self;
+        drop(channel);
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+        let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+    }
+}
+
+/// Gives a request to an idle keeper (forking one if none is) and returns its reply: the
+/// 8 bytes and, for a started script, its pidfd.
+fn hand_over(
+    keepers: &mut Vec<Keeper>,
+    request: &[u8],
+    fds: &[OwnedFd],
+    socket: BorrowedFd<'_>,
+) -> Result<([u8; REPLY_LEN], Option<OwnedFd>), i32> {
+    let i = match keepers.iter().position(|k| !k.busy) {
+        Some(i) => i,
+        None => {
+            let keeper = Keeper::fork(keepers, socket)?;
+            keepers.push(keeper);
+            keepers.len() - 1
+        }
+    };
+    let keeper = &mut keepers[i];
+    keeper.busy = true;
+    let exchanged = send_framed(keeper.channel.as_fd(), request, fds)
+        .and_then(|()| receive_reply(keeper.channel.as_fd()));
+    exchanged.map_err(|e| {
+        // Gone mid-exchange: the poll loop reaps it (its channel reads as closed).
+        e.raw_os_error().unwrap_or(Errno::PIPE.raw_os_error())
+    })
+}
+
+/// Kills and reaps the helper's children that are not keepers: processes of a script
+/// whose keeper was killed, re-parented here.
+fn kill_strays(keepers: &[Keeper]) {
+    let me = rustix::process::getpid().as_raw_pid();
+    for _ in 0..100 {
+        let strays: Vec<Pid> = children_of(me)
+            .into_iter()
+            .filter(|pid| keepers.iter().all(|k| k.pid != *pid))
+            .collect();
+        if strays.is_empty() {
+            return;
+        }
+        for pid in &strays {
+            let _ = rustix::process::kill_process(*pid, Signal::KILL);
+        }
+        for pid in strays {
+            let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+        }
     }
 }
 
@@ -100,80 +221,57 @@ impl<'a> Script<'a> {
     }
 }
 
-/// Forks the keeper of `script`. In the helper, returns once it runs; in the keeper, never
-/// returns.
-#[allow(unsafe_code)]
-fn fork_keeper(
-    script: Script<'_>,
-    socket: BorrowedFd<'_>,
-    keepers: &mut Vec<Keeper>,
-) -> Result<(), i32> {
-    // SAFETY: the helper process has one thread (`serve` runs on its main thread, and
-    // nothing else starts one), so the child may run ordinary code: it does not inherit
-    // a lock some other thread held.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            // The other keepers are the helper's to reap.
-            keepers.clear();
-            std::process::exit(keep(script, socket));
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            // The script's descriptors are the keeper's now.
-            drop(script);
-            let pid = Pid::from_raw(child.as_raw()).ok_or(Errno::SRCH.raw_os_error())?;
-            // Our own unreaped child: its pid cannot have been reused.
-            match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
-                Ok(pidfd) => keepers.push(Keeper { pid, pidfd }),
-                // Cannot watch it: wait for it now (it ends when its script's request does).
-                Err(_) => {
-                    let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+/// The keeper: takes one script at a time from `channel`, until the helper closes it.
+/// Returns the keeper's exit code.
+fn keep_scripts(channel: &OwnedFd, socket: BorrowedFd<'_>) -> i32 {
+    // Only its channel: a pipe of another script held here would keep that script's
+    // response open, and the helper's socket and stdin (the same socket) are the helper's.
+    close_other_descriptors(&[channel.as_raw_fd()]);
+    let stdin = std::io::stdin();
+    if same_file(stdin.as_fd(), socket) {
+        let _ = nix::unistd::close(stdin.as_fd().as_raw_fd());
+    }
+    // A session of its own, without a terminal (a script cannot open `/dev/tty` and push
+    // keystrokes into the operator's shell), and every orphan of its script comes here.
+    let _ = rustix::process::setsid();
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    let mut buf = vec![0u8; 4 + MAX_REQUEST];
+    loop {
+        let Ok(Some(Received { request, fds })) = receive(channel.as_fd(), &mut buf) else {
+            return 0;
+        };
+        match Script::take(request.as_deref(), fds) {
+            Ok(script) => keep(script, channel.as_fd()),
+            Err(errno) => {
+                if send_reply(channel.as_fd(), Err(errno), None).is_err() {
+                    return 1;
                 }
             }
-            Ok(())
         }
-        Err(e) => Err(e as i32),
+        if rustix::io::write(channel, &[DONE]).is_err() {
+            return 1;
+        }
     }
 }
 
-/// The keeper: starts the script, replies to the server, then watches over the script's
-/// processes until its request is over. Returns the keeper's exit code.
-fn keep(script: Script<'_>, socket: BorrowedFd<'_>) -> i32 {
-    // A session of its own, without a terminal (the script cannot open `/dev/tty`, so
-    // no TIOCSTI into the operator's shell), and every orphan of the script comes here.
-    let _ = rustix::process::setsid();
-    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+/// Starts one script, replies, then watches over its processes until its request is over
+/// and nothing of it is left.
+fn keep(script: Script<'_>, channel: BorrowedFd<'_>) {
     let Script {
         request,
         stdio,
         status,
     } = script;
-    // Only what this script needs: another script's pipe held here would keep that
-    // script's response open.
-    let needed = [socket.as_raw_fd(), status.as_raw_fd()];
-    close_other_descriptors(&[&needed[..], &stdio.each_ref().map(AsRawFd::as_raw_fd)].concat());
     let started = start_script(&request, stdio);
     let reply = match &started {
-        Ok((child, pidfd)) => send_reply(socket, Ok(child.id()), Some(pidfd.as_fd())),
-        Err(errno) => send_reply(socket, Err(*errno), None),
+        Ok((pid, pidfd)) => send_reply(channel, Ok(*pid), Some(pidfd.as_fd())),
+        Err(errno) => send_reply(channel, Err(*errno), None),
     };
-    // The helper's socket and stdin (the same socket) are not the keeper's to hold: the
-    // server must see the helper's end close when the helper goes.
-    let stdin = std::io::stdin();
-    if same_file(stdin.as_fd(), socket) {
-        let _ = nix::unistd::close(stdin.as_fd().as_raw_fd());
-    }
-    let _ = nix::unistd::close(socket.as_raw_fd());
     match (started, reply) {
-        (Ok((child, pidfd)), Ok(())) => {
-            supervise(&child, &pidfd, &status);
-            0
-        }
+        (Ok((pid, pidfd)), Ok(())) => supervise(pid, &pidfd, &status),
         // The server never learnt of the script: it must not run unwatched.
-        (Ok(_), Err(_)) => {
-            kill_all_children();
-            1
-        }
-        (Err(_), _) => 1,
+        (Ok(_), Err(_)) => kill_all_children(),
+        (Err(_), _) => {}
     }
 }
 
@@ -203,40 +301,18 @@ fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
     }
 }
 
-/// Starts the script in its own process group, as the requested user.
-fn start_script(
-    request: &SpawnRequest<'_>,
-    [stdin, stdout, stderr]: [OwnedFd; 3],
-) -> Result<(std::process::Child, OwnedFd), i32> {
-    let invalid = Errno::INVAL.raw_os_error();
-    let mut cmd = std::process::Command::new(request.program);
-    cmd.args(&request.args)
-        .env_clear()
-        .envs(request.env.iter().copied())
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        // Its own process group, so the server can signal everything it starts at once.
-        .process_group(0);
-    if let Some(dir) = request.dir {
-        cmd.current_dir(dir);
-    }
-    if let Some((uid, gid)) = request.user {
-        // std drops supplementary groups too when it changes user as root.
-        cmd.uid(uid).gid(gid);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| e.raw_os_error().unwrap_or(invalid))?;
+/// Starts the script in its own process group, as the requested user: its pid and pidfd.
+fn start_script(request: &SpawnRequest<'_>, stdio: [OwnedFd; 3]) -> Result<(u32, OwnedFd), i32> {
+    let pid = super::exec::spawn(request, &stdio)?;
+    // The script has its copies now.
+    drop(stdio);
+    let pid = Pid::from_raw(pid).ok_or(Errno::SRCH.raw_os_error())?;
     // Our own unreaped child: its pid cannot have been reused yet.
-    let pidfd = Pid::from_raw(child.id().cast_signed())
-        .ok_or(Errno::SRCH)
-        .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()));
-    match pidfd {
-        Ok(pidfd) => Ok((child, pidfd)),
+    match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(pidfd) => Ok((pid.as_raw_pid().cast_unsigned(), pidfd)),
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
             Err(e.raw_os_error())
         }
     }
@@ -245,8 +321,8 @@ fn start_script(
 /// Until the server closes its end of `status`: reports the script's wait status when it
 /// exits, then, once the request is over, kills whatever the script left running. Ends
 /// early when the script has exited and left nothing behind.
-fn supervise(child: &std::process::Child, pidfd: &OwnedFd, status: &OwnedFd) {
-    let pid = Pid::from_raw(child.id().cast_signed());
+fn supervise(pid: u32, pidfd: &OwnedFd, status: &OwnedFd) {
+    let pid = Pid::from_raw(pid.cast_signed());
     let mut script_running = true;
     loop {
         let (server_done, script_done) = {
@@ -458,12 +534,34 @@ fn send_reply(
     started: Result<u32, i32>,
     pidfd: Option<BorrowedFd<'_>>,
 ) -> io::Result<()> {
-    let bytes = Reply::encode(started);
-    let pidfd: Vec<BorrowedFd<'_>> = pidfd.into_iter().collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    send_raw_reply(socket, &Reply::encode(started), pidfd)
+}
+
+/// Sends encoded reply bytes whole, with `pidfd` on the first of them.
+fn send_raw_reply(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    pidfd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    send_with_fds(socket, bytes, &pidfd.into_iter().collect::<Vec<_>>())
+}
+
+/// Sends a request, length-prefixed as [`receive`] reads it, with its descriptors.
+fn send_framed(channel: BorrowedFd<'_>, request: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+    let len = u32::try_from(request.len()).map_err(io::Error::other)?;
+    let mut framed = Vec::with_capacity(4 + request.len());
+    framed.extend_from_slice(&len.to_le_bytes());
+    framed.extend_from_slice(request);
+    let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+    send_with_fds(channel, &framed, &fds)
+}
+
+/// Sends `bytes` whole on a blocking socket, `fds` with the first of them.
+fn send_with_fds(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(REQUEST_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    if !pidfd.is_empty() {
-        control.push(SendAncillaryMessage::ScmRights(&pidfd));
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(fds));
     }
     let mut sent = 0;
     while sent < bytes.len() {
@@ -477,10 +575,45 @@ fn send_reply(
             Err(e) => return Err(e.into()),
             Ok(n) => {
                 sent += n;
-                // The pidfd went with the first bytes.
+                // The descriptors went with the first bytes.
                 control.clear();
             }
         }
     }
     Ok(())
+}
+
+/// Reads a keeper's reply whole: its bytes and the pidfd that may come with them.
+fn receive_reply(channel: BorrowedFd<'_>) -> io::Result<([u8; REPLY_LEN], Option<OwnedFd>)> {
+    let mut reply = [0u8; REPLY_LEN];
+    let mut got = 0;
+    let mut pidfd = None;
+    while got < REPLY_LEN {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let msg = match rustix::net::recvmsg(
+            channel,
+            &mut [IoSliceMut::new(&mut reply[got..])],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(Errno::INTR) => continue,
+            other => other?,
+        };
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                for fd in fds {
+                    pidfd.get_or_insert(fd);
+                }
+            }
+        }
+        if msg.bytes == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the keeper is gone",
+            ));
+        }
+        got += msg.bytes;
+    }
+    Ok((reply, pidfd))
 }
