@@ -85,7 +85,7 @@ pub fn serve(socket: BorrowedFd<'_>) -> io::Result<()> {
             drop(fds);
             match outcome {
                 Ok((reply, pidfd)) => {
-                    send_raw_reply(socket, &reply, pidfd.as_ref().map(AsFd::as_fd))?
+                    send_raw_reply(socket, &reply, pidfd.as_ref().map(AsFd::as_fd))?;
                 }
                 Err(errno) => send_reply(socket, Err(errno), None)?,
             }
@@ -154,29 +154,34 @@ impl Keeper {
 }
 
 /// Gives a request to an idle keeper (forking one if none is) and returns its reply: the
-/// 8 bytes and, for a started script, its pidfd.
+/// 8 bytes and, for a started script, its pidfd. A keeper found gone before it took the
+/// request is let go and another one asked.
 fn hand_over(
     keepers: &mut Vec<Keeper>,
     request: &[u8],
     fds: &[OwnedFd],
     socket: BorrowedFd<'_>,
 ) -> Result<([u8; REPLY_LEN], Option<OwnedFd>), i32> {
-    let i = match keepers.iter().position(|k| !k.busy) {
-        Some(i) => i,
-        None => {
-            let keeper = Keeper::fork(keepers, socket)?;
-            keepers.push(keeper);
-            keepers.len() - 1
+    for _ in 0..3 {
+        let i = match keepers.iter().position(|k| !k.busy) {
+            Some(i) => i,
+            None => {
+                let keeper = Keeper::fork(keepers, socket)?;
+                keepers.push(keeper);
+                keepers.len() - 1
+            }
+        };
+        keepers[i].busy = true;
+        if send_framed(keepers[i].channel.as_fd(), request, fds).is_err() {
+            keepers.swap_remove(i).end();
+            continue;
         }
-    };
-    let keeper = &mut keepers[i];
-    keeper.busy = true;
-    let exchanged = send_framed(keeper.channel.as_fd(), request, fds)
-        .and_then(|()| receive_reply(keeper.channel.as_fd()));
-    exchanged.map_err(|e| {
-        // Gone mid-exchange: the poll loop reaps it (its channel reads as closed).
-        e.raw_os_error().unwrap_or(Errno::PIPE.raw_os_error())
-    })
+        // Gone after it took the request: it may have started the script, so no retry
+        // (the poll loop reaps it: its channel reads as closed).
+        return receive_reply(keepers[i].channel.as_fd())
+            .map_err(|e| e.raw_os_error().unwrap_or(Errno::PIPE.raw_os_error()));
+    }
+    Err(Errno::AGAIN.raw_os_error())
 }
 
 /// Kills and reaps the helper's children that are not keepers: processes of a script
