@@ -814,6 +814,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_keeper_takes_the_next_script_only_once_the_last_left_nothing() {
+        let (spawner, _thread) = spawner_on_a_thread();
+        let mut keepers = Vec::new();
+        let mut leftovers = Vec::new();
+        for _ in 0..2 {
+            let (out_read, out_write) = pipe();
+            let (_err_read, err_write) = pipe();
+            let script = "sleep 30 >/dev/null 2>&1 & echo $PPID $!";
+            let mut child = spawner
+                .spawn(&sh(script, Vec::new()), [devnull(), out_write, err_write])
+                .await
+                .unwrap();
+            let out = read_all(out_read).await;
+            let (keeper, leftover) = out.trim().split_once(' ').unwrap();
+            keepers.push(keeper.to_owned());
+            leftovers.push(leftover.parse::<u32>().unwrap());
+            assert!(child.wait().await.unwrap().success());
+            drop(child);
+            // The request is over: the leftover dies before the keeper is idle again.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while leftovers.iter().any(|&pid| alive(pid)) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{leftovers:?} outlived the request"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Let the keeper's DONE reach the helper.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // One keeper, reused: no fork per script.
+        assert_eq!(keepers[0], keepers[1]);
+    }
+
+    #[tokio::test]
     async fn a_helper_that_never_answers_is_abandoned_in_bounded_time() {
         // A helper that takes requests and never answers (stopped, or stuck).
         let (ours, theirs) = socket_pair().unwrap();
