@@ -10,10 +10,10 @@
 //! pair, and gets back its pid and a pidfd. The script's I/O never passes through the
 //! helper.
 //!
-//! Each script is started by a *keeper* the helper forks for it (see [`serve`]): a child
-//! subreaper in a session of its own that reports the script's wait status into the status
-//! pipe and, when the server closes that pipe (the request is over), kills every process
-//! the script left behind. The helpers and keepers run as the server's user, not the
+//! Each script is started by a *keeper*, a process the helper forked and reuses (see
+//! [`serve`]): a child subreaper in a session of its own, watching over one script at a
+//! time, that reports the script's wait status into the status pipe and, when the server
+//! closes that pipe (the request is over), kills every process the script left behind. The helpers and keepers run as the server's user, not the
 //! scripts', so a script can neither signal nor ptrace them; they refuse to be dumped.
 //!
 //! A helper is the server's own binary, re-executed with an argument that makes it call

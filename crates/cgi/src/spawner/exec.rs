@@ -1,13 +1,14 @@
-//! Starting a script from its keeper the way `posix_spawn` does: `clone(CLONE_VM |
-//! CLONE_VFORK)`, so the keeper's address space is never copied, then the user change and
-//! `execve` in the child.
+//! Starting a script from its keeper the way `posix_spawn` does: `clone(CLONE_VM)`, so the
+//! keeper's address space is never copied, then the user change and `execve` in the child.
 //!
 //! std's `Command` uses `posix_spawn` only when the user stays the same, and `fork`
 //! otherwise: a copy of the keeper's page tables, write-protection and TLB shootdowns, and
 //! the teardown of that copy at `execve`, for every script. Measured, that made a keeper's
 //! `fork` cost as much as all the rest of its work. The child here shares the keeper's
-//! memory while the keeper waits (`CLONE_VFORK`), touches nothing but the prepared
-//! [`Exec`] and its own stack, and makes only system calls until `execve` or `_exit`.
+//! memory while the keeper waits for it (bounded: unlike `posix_spawn`'s `CLONE_VFORK`,
+//! a child stopped between its user change and `execve` cannot hold the keeper), touches
+//! nothing but the prepared [`Exec`] and its own stack, and makes only system calls until
+//! `execve` or `_exit`.
 #![allow(unsafe_code)]
 
 use super::SpawnRequest;
@@ -30,33 +31,43 @@ struct Exec {
     dir: Option<CString>,
     user: Option<(u32, u32)>,
     stdio: [RawFd; 3],
-    /// Written by the child when it fails before `execve` succeeds.
-    errno: c_int,
+    /// The write end of the report pipe: the child's errno when it fails.
+    report: RawFd,
     _strings: Vec<CString>,
 }
 
+/// How long the keeper waits for the child to reach `execve`. A child that has changed
+/// user can be stopped by any process of the scripts' user; it is killed then.
+const EXEC_TIMEOUT_MS: i64 = 2000;
+
 /// Starts `request` with `stdio` in a process group of its own; returns its pid, or the
-/// errno of what failed (lookup, user change, directory, `execve`).
+/// errno of what failed (lookup, user change, directory, `execve`; `ETIMEDOUT` for a child
+/// stopped before `execve`).
 pub(super) fn spawn(request: &SpawnRequest<'_>, stdio: &[OwnedFd; 3]) -> Result<i32, i32> {
     let mut exec = Exec::prepare(request, stdio)?;
+    // Closed by `execve` (close-on-exec), or carries the child's errno when it fails.
+    let (report_read, report_write) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| e.raw_os_error())?;
+    exec.report = report_write.as_raw_fd();
     // The child's own stack, 16-byte aligned at its top (stacks grow down on every
     // architecture Linux runs this on but HP PA, which Rust does not target).
     let mut stack = vec![0u8; 64 * 1024];
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
     // Signals stay blocked until the child has reset what the keeper handles, so no
-    // handler runs on the shared memory in the child.
+    // handler of the keeper's runs in the child.
     let all = signal_set(true);
     let mut old = signal_set(false);
     // SAFETY: `all` and `old` are valid sigsets; the mask is restored below.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
-    exec.errno = 0;
-    // SAFETY: `child` runs on `stack`, which outlives it (CLONE_VFORK suspends us until it
-    // has called execve or _exit), and reads only `exec`, which stays put meanwhile.
+    // SAFETY: `child` runs on `stack` and reads only `exec`; both stay alive and untouched
+    // here until the child has called execve (the report pipe closes) or is dead and
+    // reaped (see `await_exec`). Not CLONE_VFORK: a child stopped before execve would hold
+    // the keeper in `clone` for good.
     let pid = unsafe {
         libc::clone(
             child,
             top as *mut c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::SIGCHLD,
             std::ptr::from_mut(&mut exec).cast::<c_void>(),
         )
     };
@@ -65,18 +76,51 @@ pub(super) fn spawn(request: &SpawnRequest<'_>, stdio: &[OwnedFd; 3]) -> Result<
         .unwrap_or(libc::EAGAIN);
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    drop(stack);
+    drop(report_write);
     if pid < 0 {
         return Err(clone_errno);
     }
-    if exec.errno != 0 {
-        // It exited without running the script: reap it.
-        let mut status = 0;
-        // SAFETY: `pid` is our child, not reaped yet.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        return Err(exec.errno);
+    let outcome = await_exec(pid, &report_read);
+    // The child has exec'd or is gone: its stack and `exec` are ours again.
+    drop(stack);
+    drop(exec);
+    outcome.map(|()| pid)
+}
+
+/// Waits, bounded, until the child has called `execve` (the report pipe reads as closed)
+/// or reported a failure; a child that takes too long is killed. Either way, on error the
+/// child is reaped before this returns.
+fn await_exec(pid: c_int, report: &OwnedFd) -> Result<(), i32> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let pid = rustix::process::Pid::from_raw(pid).ok_or(libc::ESRCH)?;
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(EXEC_TIMEOUT_MS as u64);
+    let reap = |errno: i32| {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+        Err(errno)
+    };
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(report, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return reap(libc::ETIMEDOUT),
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return reap(e.raw_os_error()),
+        }
     }
-    Ok(pid)
+    let mut errno = [0u8; 4];
+    match rustix::io::read(report, &mut errno) {
+        // Closed without a word: execve went through.
+        Ok(0) => Ok(()),
+        Ok(_) => reap(i32::from_ne_bytes(errno)),
+        Err(e) => reap(e.raw_os_error()),
+    }
 }
 
 impl Exec {
@@ -124,7 +168,7 @@ impl Exec {
                 stdio[1].as_raw_fd(),
                 stdio[2].as_raw_fd(),
             ],
-            errno: 0,
+            report: -1,
             _strings: strings,
         })
     }
@@ -165,15 +209,16 @@ fn signal_set(full: bool) -> libc::sigset_t {
 /// The child: system calls only, on the data prepared in [`Exec`], until `execve`.
 extern "C" fn child(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `Exec` the parent passed, alive and unmoved while it waits.
-    let exec = unsafe { &mut *arg.cast::<Exec>() };
+    let exec = unsafe { &*arg.cast::<Exec>() };
     // SAFETY: every call below is a plain system call wrapper on valid arguments; on
     // failure the errno is recorded for the parent and the child exits at once.
     unsafe {
-        let fail = |exec: &mut Exec| -> ! {
-            exec.errno = *libc::__errno_location();
-            if exec.errno == 0 {
-                exec.errno = libc::EINVAL;
+        let fail = |exec: &Exec| -> ! {
+            let mut errno = *libc::__errno_location();
+            if errno == 0 {
+                errno = libc::EINVAL;
             }
+            libc::write(exec.report, (&raw const errno).cast::<c_void>(), 4);
             libc::_exit(127)
         };
         // What the keeper handles goes back to the default before signals are let in.
@@ -197,10 +242,12 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             }
         }
         if let Some((uid, gid)) = exec.user {
-            // As std does: supplementary groups dropped when root changes user.
-            if (libc::geteuid() == 0 && libc::setgroups(0, std::ptr::null()) < 0)
-                || libc::setgid(gid) < 0
-                || libc::setuid(uid) < 0
+            // As std does: supplementary groups dropped when root changes user. Raw system
+            // calls: glibc's wrappers would try to change the keeper's threads too.
+            if (libc::geteuid() == 0
+                && libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0)
+                || libc::syscall(libc::SYS_setgid, gid) < 0
+                || libc::syscall(libc::SYS_setuid, uid) < 0
             {
                 fail(exec);
             }

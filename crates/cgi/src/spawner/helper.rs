@@ -231,11 +231,11 @@ impl<'a> Script<'a> {
 fn keep_scripts(channel: &OwnedFd, socket: BorrowedFd<'_>) -> i32 {
     // Only its channel: a pipe of another script held here would keep that script's
     // response open, and the helper's socket and stdin (the same socket) are the helper's.
-    close_other_descriptors(&[channel.as_raw_fd()]);
     let stdin = std::io::stdin();
     if same_file(stdin.as_fd(), socket) {
         let _ = nix::unistd::close(stdin.as_fd().as_raw_fd());
     }
+    close_other_descriptors(&[channel.as_raw_fd()]);
     // A session of its own, without a terminal (a script cannot open `/dev/tty` and push
     // keystrokes into the operator's shell), and every orphan of its script comes here.
     let _ = rustix::process::setsid();
