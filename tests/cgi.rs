@@ -947,6 +947,115 @@ fn scripts_cannot_signal_or_inspect_the_server_helpers_or_keepers() {
     assert_eq!(server.get("/cgi-bin/uid.sh").status, 200);
 }
 
+/// A Python CGI script that, for `$QUERY_STRING` seconds, stops every process its user
+/// may signal (`kill(-1, SIGSTOP)`), as a script could to catch other scripts' processes
+/// between their user change and `execve`.
+const STOPPER_PY: &str = r#"#!/usr/bin/env python3
+import os, signal, time
+end = time.time() + float(os.environ.get("QUERY_STRING") or "3")
+stops = 0
+while time.time() < end:
+    try:
+        os.kill(-1, signal.SIGSTOP)
+        stops += 1
+    except OSError:
+        pass
+    time.sleep(0.0005)
+print("Content-Type: text/plain")
+print()
+print(f"stops {stops}")
+"#;
+
+/// The state letters of every process running `--internal-cgi-spawner` (helpers and
+/// keepers, of any server).
+fn spawner_states() -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter_map(proc_of)
+        .filter(|p| p.cmdline.contains("--internal-cgi-spawner"))
+        .map(|p| (p.pid, p.state))
+        .collect()
+}
+
+#[test]
+fn a_script_stopping_its_users_processes_cannot_hold_a_keeper() {
+    if !running_as_root() {
+        return;
+    }
+    // Scripts as `daemon`, which no other test's scripts run as: the attack reaches only
+    // processes of this test.
+    let d = fixture();
+    write_script(&d.path().join("cgi-bin/stopper.py"), STOPPER_PY, 0o755);
+    // Scripts stopped after their execve are the attacker's to stop (same user): they end
+    // with the idle timeout.
+    // A PATH of 2,000 missing directories before the real ones: finding `python3` for
+    // `plain.py` then takes 2,000 failed execve calls after the user change, a window the
+    // attacker hits.
+    let mut path: Vec<String> = (0..2000).map(|i| format!("/nonexistent/{i}")).collect();
+    path.push(std::env::var("PATH").unwrap_or_else(|_| String::from("/usr/bin:/bin")));
+    let mut cmd = std::process::Command::new(common::binary());
+    cmd.args(["0", "-b", "127.0.0.1", "--cgi", "--cgi-user", "daemon"])
+        .args(["--cgi-idle-timeout", "3", "-d"])
+        .arg(d.path())
+        .env("PATH", path.join(":"));
+    let server = Server::spawn(cmd);
+    let port = server.port;
+    let attacker = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"GET /cgi-bin/stopper.py?2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        Response::parse(&out)
+    });
+    // Meanwhile scripts keep starting: each request is answered in bounded time (a
+    // script stopped before its execve is killed by its keeper: 500).
+    let started = Instant::now();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                while started.elapsed() < Duration::from_secs(2) {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    s.write_all(
+                        b"GET /cgi-bin/plain.py HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    )
+                    .unwrap();
+                    let mut out = Vec::new();
+                    let _ = s.read_to_end(&mut out);
+                    let status = Response::parse(&out).status;
+                    assert!(matches!(status, 200 | 500 | 503 | 504), "{status}");
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    for client in clients {
+        assert!(client.join().unwrap() > 0);
+    }
+    let res = attacker.join().unwrap();
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(res.text().starts_with("stops "), "{}", res.text());
+    // No helper or keeper is left hanging on a stopped child, and CGI works again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stuck: Vec<_> = spawner_states()
+            .into_iter()
+            .filter(|(_, state)| state == "D" || state == "T")
+            .collect();
+        if stuck.is_empty() && server.get("/cgi-bin/uid.sh").status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stuck: {stuck:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A Python CGI script that pushes a command into its controlling terminal's input
 /// (TIOCSTI), as a script could into the shell of an operator who started the server.
 const TIOCSTI_PY: &str = r#"#!/usr/bin/env python3
