@@ -1485,6 +1485,39 @@ fn a_chunked_body_being_received_holds_no_script_slot() {
 }
 
 #[test]
+fn a_declared_body_being_received_holds_no_script_slot() {
+    let d = fixture();
+    let server = cgi_server(
+        d.path(),
+        &["--cgi-max-scripts", "2", "--cgi-queue-timeout", "2"],
+    );
+    // Four uploads that declare 2 bytes and send one (the red-team's variant of the
+    // slot-holding attack, with Content-Length instead of chunks).
+    let mut uploads: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = server.connect();
+            s.write_all(b"POST /cgi-bin/h/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nx")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let res = server.get("/cgi-bin/hello.sh");
+    assert_eq!(res.status, 200, "{}", res.text());
+    for s in &mut uploads {
+        s.write_all(b"y").unwrap();
+    }
+    let want = format!("len=2\nfnv={:016x}\n", common::fnv1a(b"xy"));
+    for mut s in uploads {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let res = Response::parse(&out);
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.text(), want);
+    }
+}
+
+#[test]
 fn a_script_lingering_after_its_output_is_killed_and_frees_its_slot() {
     let d = fixture();
     let server = cgi_server(

@@ -240,9 +240,11 @@ impl CgiConfig {
         self
     }
 
-    /// The largest chunked request body spooled to learn its length (default 8 MiB). It
-    /// goes to an anonymous file in the temporary directory, which becomes the script's
-    /// stdin, so it costs no memory. Bodies being spooled (or waiting for a script slot)
+    /// The largest request body spooled before its script starts (default 8 MiB): chunked
+    /// ones (so `CONTENT_LENGTH` can be set; past it, `413`) and declared ones (so a slow
+    /// upload holds no script slot; past it, they stream to the running script). It goes
+    /// to an anonymous file in the temporary directory, which becomes the script's stdin,
+    /// so it costs no memory. Bodies being spooled (or waiting for a script slot)
     /// share `max_scripts × max_buffered_body` bytes; past that, a body is `503`.
     pub fn max_buffered_body(mut self, bytes: usize) -> Self {
         self.max_buffered_body = bytes;

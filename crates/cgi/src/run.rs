@@ -68,9 +68,10 @@ where
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
 
-    // The body: streamed when its length is declared; a chunked one is spooled to a file
-    // up to a limit so CONTENT_LENGTH can be set (RFC 3875 §4.1.2). Spooling holds no
-    // script slot, and the file costs no memory.
+    // The body: spooled to a file up to a limit, chunked (so CONTENT_LENGTH can be set,
+    // RFC 3875 §4.1.2) or declared, before the script starts: a slow upload holds no
+    // script slot, and the file costs no memory. A declared body past the limit streams to
+    // the running script.
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -78,6 +79,12 @@ where
         .and_then(|v| v.parse::<u64>().ok());
     let (input, content_length) = match declared {
         Some(0) => (Input::None, Some(0)),
+        Some(n) if n <= config.max_buffered_body as u64 => match spool_body(body, &config).await {
+            // hyper ends a declared body at its length, or with an error if it is cut.
+            Ok(spool) if spool.len == n => (Input::Spooled(spool), Some(n)),
+            Ok(_) => return SpoolError::Broken.answer(&script.display_name, &method),
+            Err(e) => return e.answer(&script.display_name, &method),
+        },
         Some(n) => (Input::Stream(body), Some(n)),
         None if body.is_end_stream() => (Input::None, None),
         None => match spool_body(body, &config).await {

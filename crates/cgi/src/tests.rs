@@ -200,6 +200,64 @@ async fn a_chunked_body_is_spooled_and_read_only_on_stdin() {
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+/// A declared-length body that arrives `step` bytes every 100 ms.
+struct Paced {
+    left: usize,
+    step: usize,
+    tick: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Paced {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        std::task::ready!(self.tick.as_mut().poll(cx));
+        let next = tokio::time::Instant::now() + Duration::from_millis(100);
+        self.tick.as_mut().reset(next);
+        let n = self.step.min(self.left);
+        self.left -= n;
+        Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from(
+            vec![b'x'; n],
+        )))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left as u64)
+    }
+}
+
+#[tokio::test]
+async fn a_steady_streamed_upload_is_not_idle() {
+    // A declared body over the spool limit streams to the running script, which reads it
+    // all before it answers: silent for 1.5 s, five idle timeouts, while bytes flow in.
+    let d = fixture();
+    let svc = CgiService::new(
+        CgiConfig::new(d.path().join("cgi-bin"))
+            .run_as(RunAs::current_user())
+            .max_buffered_body(1000)
+            .idle_timeout(Duration::from_millis(300)),
+    );
+    let len = 15 * 1000;
+    let req = Request::post("/echo.sh")
+        .header("content-length", len.to_string())
+        .body(Paced {
+            left: len,
+            step: 1000,
+            tick: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        })
+        .unwrap();
+    let (status, text) = text(svc.oneshot(req).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(text.len(), len);
+}
+
 #[tokio::test]
 async fn the_service_mounted_under_a_prefix_names_scripts_with_it() {
     let d = fixture();
