@@ -192,10 +192,15 @@ fn running_out_of_descriptors_does_not_stop_the_server() {
 
 /// The server's resident set size, in KiB.
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/PID/status` figure, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
@@ -246,8 +251,14 @@ fn a_thousand_idle_keep_alive_connections_cost_under_50_mib() {
     raise_own_fd_limit();
     let d = fixture();
     let server = Server::serve(d.path(), &[]);
-    let idle_rss = rss_kib(server.pid());
-    assert!(idle_rss < 10 * 1024, "idle RSS {idle_rss} KiB");
+    // What the server allocates, idle: its private memory. (Its total RSS is mostly the
+    // binary's own code and relocated data, shared and file-backed: 9.2 MiB for this debug
+    // build at f5bde70, 10.4 MiB now, while private memory went from 0.9 to 1.0 MiB.)
+    let idle_private = status_kib(server.pid(), "RssAnon:");
+    assert!(
+        idle_private < 2 * 1024,
+        "idle private RSS {idle_private} KiB"
+    );
     // Each connection makes one request and then stays open, idle, kept alive.
     let mut conns: Vec<TcpStream> = Vec::with_capacity(1000);
     for _ in 0..1000 {

@@ -516,9 +516,10 @@ impl Signals {
     }
 }
 
-/// Log lines queued for stderr at most; past it lines are dropped and counted (at ~100
-/// bytes a line, about 1 MiB).
-const LOG_QUEUE_LINES: usize = 8192;
+/// Log lines queued for stderr at most; past it lines are dropped and counted. The writer
+/// thread takes several hundred thousand lines a second, so this absorbs bursts while
+/// stderr keeps up; each slot is allocated at start (40 bytes), the lines only when queued.
+const LOG_QUEUE_LINES: usize = 2048;
 
 /// Access lines go to stderr exactly as Python writes them; other events get a level and
 /// target. `RUST_LOG` filters (default `info`), e.g. `RUST_LOG=httpserve::access=off`.
