@@ -483,6 +483,21 @@ fn scripts_are_started_by_helpers_each_under_a_keeper_of_the_servers_user() {
         "{helpers:?}"
     );
     assert_eq!(keeper.uid, server_uid);
+    // A keeper holds none of the helper's descriptors (its socket was the helper's stdin).
+    let keeper_fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", keeper.pid))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect();
+    let helper_socket = std::fs::read_link(format!("/proc/{}/fd/0", keeper.parent))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        !keeper_fds.contains(&helper_socket),
+        "keeper holds the helper's socket {helper_socket}: {keeper_fds:?}"
+    );
     if running_as_root() {
         assert_eq!(script.uid, 65534);
     }
