@@ -433,23 +433,35 @@ fn resolve_host(host: &str) -> Result<IpAddr, String> {
 #[cfg(target_env = "gnu")]
 const FREED_MEMORY_KEPT: usize = 16 << 20;
 
+/// Freed memory handed back once the allocator has been quiet for a second.
+#[cfg(target_env = "gnu")]
+const FREED_MEMORY_SETTLED: usize = 1 << 20;
+
 /// glibc keeps freed memory in its arenas for reuse and rarely gives it back: after a burst
 /// of connections (each holding file chunks and buffers) RSS would stay at its peak. Every
 /// second, if the freed memory held has grown by more than [`FREED_MEMORY_KEPT`] since the
-/// last trim, `malloc_trim` returns it to the kernel (on the blocking pool: it walks the
-/// heap). Cheap when nothing changed: one `mallinfo2` call.
+/// last trim, or by more than [`FREED_MEMORY_SETTLED`] and then not changed for a second,
+/// `malloc_trim` returns it to the kernel (on the blocking pool: it walks the heap). Cheap
+/// when nothing changed: one `mallinfo2` call.
 #[cfg(target_env = "gnu")]
 async fn return_freed_memory() {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut after_last_trim = freed_memory_held();
+    let mut last_tick = after_last_trim;
     loop {
         tick.tick().await;
         let held = freed_memory_held();
         after_last_trim = after_last_trim.min(held);
-        if held > after_last_trim + FREED_MEMORY_KEPT {
+        // A burst freed over a few seconds can stay under the threshold in every second:
+        // once the freeing has stopped (nothing changed in a second), a smaller gain is
+        // handed back too.
+        let settled = held == last_tick && held > after_last_trim + FREED_MEMORY_SETTLED;
+        last_tick = held;
+        if held > after_last_trim + FREED_MEMORY_KEPT || settled {
             let _ = tokio::task::spawn_blocking(trim_freed_memory).await;
             after_last_trim = freed_memory_held();
+            last_tick = after_last_trim;
         }
     }
 }
