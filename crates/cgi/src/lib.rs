@@ -46,9 +46,9 @@
 //!   absolute → `302`), `Content-Type` (neither → `502`); the header block is bounded in
 //!   bytes and fields (`502` past it); `nph-` scripts give their own status line.
 //!   Their `Content-Length` is kept, so keep-alive survives.
-//! * The request body streams to stdin (a chunked body is spooled to an anonymous file up
-//!   to a limit so `CONTENT_LENGTH` can be set, else `413`); stdout streams to the client
-//!   with backpressure, never collected.
+//! * The request body, up to a limit, is spooled to an anonymous file that becomes the
+//!   script's stdin (a chunked one past it is `413`; a declared one past it streams to
+//!   stdin); stdout streams to the client with backpressure, never collected.
 //! * A deadline and an idle timeout (no output and no body taken in; `504` before
 //!   headers); a short grace to exit once the output has ended; the script's whole process
 //!   group is killed when the client goes away, on a timeout, and when the server shuts
@@ -112,7 +112,7 @@ pub struct CgiConfig {
     mount_prefix: MountPrefixFn,
     scripts: Arc<tokio::sync::Semaphore>,
     max_scripts: usize,
-    /// Bytes of chunked bodies being spooled at once: `max_scripts × max_buffered_body`.
+    /// Bytes of request bodies being spooled at once: `max_scripts × max_buffered_body`.
     spool_budget: Arc<tokio::sync::Semaphore>,
     script_queue_timeout: Duration,
     spawner: Option<Spawner>,
@@ -200,7 +200,7 @@ impl CgiConfig {
         self
     }
 
-    /// The longest the client's request body may stall (default 30 s): a spooled (chunked)
+    /// The longest the client's request body may stall (default 30 s): a spooled
     /// body gets `408`; a streamed one kills the script, and the client gets `408` if no
     /// headers came yet.
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
@@ -223,7 +223,7 @@ impl CgiConfig {
     /// The most scripts running at once (default 64). Past it, a request waits for a slot
     /// (see [`script_queue_timeout`](Self::script_queue_timeout)) rather than starting a
     /// process, so a flood cannot exhaust processes, descriptors or memory. A slot is taken
-    /// only once the script can start: a chunked body being spooled holds none.
+    /// only once the script can start: a body being spooled holds none.
     pub fn max_scripts(mut self, max: usize) -> Self {
         self.max_scripts = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         self.scripts = Arc::new(tokio::sync::Semaphore::new(self.max_scripts));
@@ -357,10 +357,10 @@ impl RunAs {
 /// Scripts allowed to run at once unless [`CgiConfig::max_scripts`] says otherwise.
 const DEFAULT_MAX_SCRIPTS: usize = 64;
 
-/// The largest chunked body spooled unless [`CgiConfig::max_buffered_body`] says otherwise.
+/// The largest body spooled unless [`CgiConfig::max_buffered_body`] says otherwise.
 const DEFAULT_MAX_BUFFERED_BODY: usize = 8 * 1024 * 1024;
 
-/// Bytes of chunked bodies spooled at once: as many bodies as there are script slots, so
+/// Bytes of request bodies spooled at once: as many bodies as there are script slots, so
 /// the temporary disk they take is bounded as the slots once bounded them in memory.
 fn spool_budget(max_scripts: usize, max_body: usize) -> Arc<tokio::sync::Semaphore> {
     let bytes = max_scripts.saturating_mul(max_body);

@@ -1,6 +1,6 @@
-//! Running one script: spool a chunked request body, take a slot, spawn the script, stream
-//! the request body to its stdin, read its header block, then stream its stdout to the
-//! client.
+//! Running one script: spool the request body (up to a limit), take a slot, spawn the
+//! script, stream a larger body to its stdin, read its header block, then stream its
+//! stdout to the client.
 
 use crate::CgiConfig;
 use crate::body::{CgiBody, ScriptGroup, ScriptGuard, ScriptProcess, after};
@@ -51,7 +51,7 @@ pub(crate) fn page(status: StatusCode, message: &str, method: &Method) -> Handle
 enum Input<B> {
     None,
     Stream(B),
-    /// A chunked body, whole, in an anonymous file: the script's stdin itself.
+    /// The whole body in an anonymous file: the script's stdin itself.
     Spooled(Spool),
 }
 
@@ -328,7 +328,7 @@ async fn acquire_slot(config: &CgiConfig) -> Option<tokio::sync::OwnedSemaphoreP
         .and_then(Result::ok)
 }
 
-/// A chunked request body, whole, in a file.
+/// A request body, whole, in a file.
 struct Spool {
     /// Read-only, at its start.
     file: std::fs::File,
@@ -337,7 +337,7 @@ struct Spool {
     budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-/// Why a chunked request body was not spooled.
+/// Why a request body was not spooled.
 enum SpoolError {
     TooLarge,
     OverBudget,
@@ -355,7 +355,7 @@ impl SpoolError {
                 "Request body too large for a CGI script",
             ),
             Self::OverBudget => {
-                tracing::warn!(target: "httpserve::cgi", script = %name, "too many chunked request bodies being received");
+                tracing::warn!(target: "httpserve::cgi", script = %name, "too many request bodies being received");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Too many request bodies being received",
@@ -381,11 +381,11 @@ impl From<std::io::Error> for SpoolError {
     }
 }
 
-/// Bytes of a chunked body gathered in memory before they go to the spool file: tiny
+/// Bytes of a body gathered in memory before they go to the spool file: tiny
 /// chunks cost one write per this much, not one each.
 const SPOOL_BUFFER: usize = 64 * 1024;
 
-/// Writes a chunked request body to an anonymous temporary file, at most
+/// Writes a request body to an anonymous temporary file, at most
 /// `max_buffered_body` bytes, within the spool budget; each frame may take
 /// `body_timeout`, the whole body the script timeout.
 async fn spool_body<B>(body: B, config: &CgiConfig) -> Result<Spool, SpoolError>
@@ -617,15 +617,15 @@ async fn start_script(
             dir: script.script_file.parent(),
             user: config.run_as.ids(),
         };
-        let (stdin_child, stdin) = match &stdin {
+        // Every way out of this branch returns: a script is never started both ways.
+        let (stdin_child, stdin) = match stdin {
             ScriptStdin::Pipe => {
                 let (read, write) = pipe()?;
                 let ours = std::process::ChildStdin::from(write);
                 (read, Some(ChildStdin::from_std(ours)?))
             }
             ScriptStdin::Null => (std::fs::File::open("/dev/null")?.into(), None),
-            // A duplicate: the file is still needed if the helper cannot take the script.
-            ScriptStdin::File(file) => (file.try_clone()?.into(), None),
+            ScriptStdin::File(file) => (file.into(), None),
         };
         let (stdout_read, stdout_child) = pipe()?;
         let (stderr_read, stderr_child) = pipe()?;

@@ -46,13 +46,29 @@ impl<'a> ErrorPage<'a> {
         // Rendering a template of plain strings into a String cannot fail.
         escaped.render().unwrap_or_default()
     }
+
+    /// The response of this page, rendered now (not cached: for a page with an explanation
+    /// of its own), as [`error_response`] builds it.
+    pub fn response(&self, method: &Method) -> Response<PageBody> {
+        let html = Bytes::from(self.render_html());
+        let page = CachedPage {
+            content_length: HeaderValue::from(html.len()),
+            html,
+            message: ErrorMessage(self.message.into()),
+        };
+        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        page_response(status, page, method)
+    }
 }
 
 /// The response Python's `send_error(status, message)` gives: the HTML page with
 /// `Content-Type: text/html;charset=utf-8` and its `Content-Length`; a `HEAD` request
 /// gets the same headers and no body.
 pub fn error_response(status: StatusCode, message: &str, method: &Method) -> Response<PageBody> {
-    let page = cached_page(status, message);
+    page_response(status, cached_page(status, message), method)
+}
+
+fn page_response(status: StatusCode, page: CachedPage, method: &Method) -> Response<PageBody> {
     let body = if method == Method::HEAD {
         Bytes::new()
     } else {

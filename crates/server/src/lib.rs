@@ -269,31 +269,16 @@ fn has_overlong_header_line(headers: &http::HeaderMap) -> bool {
 }
 
 /// Python's `send_error(431, "Line too long", "got more than 65536 bytes when reading
-/// header line")`, closing the connection as hyper does for its own `431`s. Rare, so
-/// rendered each time rather than cached.
+/// header line")`, closing the connection as hyper does for its own `431`s.
 fn line_too_long(method: &http::Method) -> http::Response<httpserve_core::PageBody> {
-    const MESSAGE: &str = "Line too long";
-    let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-    let html = httpserve_core::ErrorPage::new(status, MESSAGE)
-        .explanation("got more than 65536 bytes when reading header line")
-        .render_html();
-    let length = HeaderValue::from(html.len());
-    let body = if method == http::Method::HEAD {
-        bytes::Bytes::new()
-    } else {
-        bytes::Bytes::from(html)
-    };
-    let mut res = http::Response::new(httpserve_core::PageBody::new(body));
-    *res.status_mut() = status;
-    res.extensions_mut()
-        .insert(httpserve_core::ErrorMessage(MESSAGE.into()));
-    let headers = res.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html;charset=utf-8"),
-    );
-    headers.insert(header::CONTENT_LENGTH, length);
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let mut res = httpserve_core::ErrorPage::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "Line too long",
+    )
+    .explanation("got more than 65536 bytes when reading header line")
+    .response(method);
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     res
 }
 
