@@ -1411,16 +1411,6 @@ fn symlink_policies_apply_to_scripts() {
     assert_eq!(never.get("/cgi-bin/hello.sh").status, 200);
 }
 
-/// The server's peak resident memory so far (`VmHWM`), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn chunked_uploads_are_spooled_not_held_in_memory() {
     // Three 8 MiB chunked uploads at once, in small chunks (the first 64 KiB one byte per
@@ -1432,7 +1422,7 @@ fn chunked_uploads_are_spooled_not_held_in_memory() {
     let d = fixture();
     let server = cgi_server(d.path(), &[]);
     assert_eq!(server.get("/cgi-bin/hello.sh").status, 200);
-    let before = peak_rss_kib(server.pid());
+    let before = common::proc_status_kib(server.pid(), "VmHWM:");
     let data: Vec<u8> = (0..TOTAL as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
@@ -1475,7 +1465,7 @@ fn chunked_uploads_are_spooled_not_held_in_memory() {
         assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(res.text(), want);
     }
-    let grown = peak_rss_kib(server.pid()).saturating_sub(before);
+    let grown = common::proc_status_kib(server.pid(), "VmHWM:").saturating_sub(before);
     eprintln!("peak RSS grew by {grown} KiB for {CLIENTS} chunked 8 MiB uploads");
     // Less than one body's worth for all three together.
     assert!(grown < 8 * 1024, "peak RSS grew by {grown} KiB");

@@ -192,18 +192,7 @@ fn running_out_of_descriptors_does_not_stop_the_server() {
 
 /// The server's resident set size, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
-}
-
-/// A `/proc/PID/status` figure, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    common::proc_status_kib(pid, "VmRSS:")
 }
 
 #[test]
@@ -254,7 +243,7 @@ fn a_thousand_idle_keep_alive_connections_cost_under_50_mib() {
     // What the server allocates, idle: its private memory. (Its total RSS is mostly the
     // binary's own code and relocated data, shared and file-backed: 9.2 MiB for this debug
     // build at f5bde70, 10.4 MiB now, while private memory went from 0.9 to 1.0 MiB.)
-    let idle_private = status_kib(server.pid(), "RssAnon:");
+    let idle_private = common::proc_status_kib(server.pid(), "RssAnon:");
     assert!(
         idle_private < 2 * 1024,
         "idle private RSS {idle_private} KiB"
@@ -635,13 +624,7 @@ fn stalled_readers_cost_under_128_kib_each_and_memory_returns_when_they_go() {
 
 /// The server's peak resident set size (`VmHWM`), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    common::proc_status_kib(pid, "VmHWM:")
 }
 
 /// The CPU time (user + system) the server has used.

@@ -375,3 +375,14 @@ pub fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
     let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut err));
     (status.and_then(|s| s.code()), out, err)
 }
+
+/// A figure of `/proc/PID/status` in KiB (`VmRSS:`, `VmHWM:`, `RssAnon:`, …).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
