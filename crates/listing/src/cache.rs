@@ -16,6 +16,34 @@ use tokio::sync::Semaphore;
 /// clock tick apart (RFC 9110 §8.8.2.2; git's "racy" rule): such a version is never cached.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// Whether the directory's file system moves a directory's timestamps, to the
+/// nanosecond, with every change of its entries; on others (FAT's 2-second steps, procfs,
+/// network and FUSE file systems whose times are cached or fixed) a listing is never cached.
+fn exact_dir_times(resolved: &Resolved) -> bool {
+    const EXT4: i64 = 0xEF53;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683E;
+    const TMPFS: i64 = 0x0102_1994;
+    const F2FS: i64 = 0xF2F5_2010;
+    const ZFS: i64 = 0x2FC1_2FC1;
+    const OVERLAYFS: i64 = 0x794C_7630;
+    let httpserve_core::Entry::Directory { dir, .. } = resolved.entry() else {
+        return false;
+    };
+    // `f_type`'s integer type differs between targets.
+    #[allow(clippy::useless_conversion)]
+    rustix::fs::fstatfs(dir).is_ok_and(|fs| {
+        matches!(
+            i64::from(fs.f_type),
+            EXT4 | XFS | BTRFS | TMPFS | F2FS | ZFS | OVERLAYFS
+        )
+    })
+}
+
+/// Memory a finished listing is charged besides its page or snapshot, so even an empty
+/// one counts, and can be evicted.
+pub(crate) const SLOT_OVERHEAD: usize = 256;
+
 /// Finished listings kept at most, however small, so the map stays small.
 const MAX_ENTRIES: usize = 1024;
 
@@ -76,13 +104,15 @@ pub(crate) struct Unreadable;
 impl DirListing {
     fn bytes(&self) -> usize {
         // The snapshot is kept (for a later render) until the page exists.
-        match self.page.get() {
-            Some(page) => page.len(),
-            None => match self.scan.get() {
-                Some(Ok(snapshot)) => snapshot.bytes(),
-                _ => 0,
-            },
-        }
+        SLOT_OVERHEAD
+            + self.key.href_prefix.len()
+            + match self.page.get() {
+                Some(page) => page.len(),
+                None => match self.scan.get() {
+                    Some(Ok(snapshot)) => snapshot.bytes(),
+                    _ => 0,
+                },
+            }
     }
 }
 
@@ -157,7 +187,7 @@ impl Listings {
         let listing = Arc::new(DirListing {
             key: key.clone(),
             version,
-            settled: version.settled(SystemTime::now()),
+            settled: version.settled(SystemTime::now()) && exact_dir_times(resolved),
             scan: Shared::new(),
             page: Shared::new(),
         });
@@ -359,6 +389,17 @@ impl DirKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_file_systems_with_exact_directory_times_are_cached() {
+        let d = tempfile::tempdir().unwrap();
+        let local = Resolved::resolve(&httpserve_core::Root::new(d.path()), "/");
+        let proc = Resolved::resolve(&httpserve_core::Root::new("/proc"), "/");
+        // The test's temporary directory is on ext4, tmpfs or the like.
+        assert!(exact_dir_times(&local));
+        // procfs never moves a directory's times.
+        assert!(!exact_dir_times(&proc));
+    }
 
     #[test]
     fn a_version_settles_by_its_ctime_whatever_its_mtime() {
